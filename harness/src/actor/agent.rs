@@ -1,0 +1,185 @@
+//! The agent: the loop an actor process runs once set up. It serves requests from the
+//! orchestrator (run a command, write a file, create a nested actor) inside the actor's
+//! namespaces, so state such as a hostname persists from one step to the next.
+//!
+//! Commands are children of the agent. When the agent is PID 1 of a new PID namespace it
+//! also reaps the orphans the kernel hands it, between requests.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::protocol::{self, Exit, Reply, Request};
+use super::setup::{spawn_actor, write_once};
+use crate::sys;
+
+/// Output beyond this many bytes per stream is dropped (and said so).
+const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// Serve requests on `control` until the orchestrator closes it.
+pub(crate) fn serve(control: &OwnedFd) {
+    loop {
+        reap_orphans();
+        let received = match protocol::recv::<Request>(control) {
+            Ok(Some(received)) => received,
+            Ok(None) | Err(_) => return,
+        };
+        let reply = match received.message {
+            Request::Run { argv, env, cwd, stdin } => run_command(&argv, &env, &cwd, stdin.as_deref()),
+            Request::Write { path, content } => Reply::Wrote(write_once(&path, &content).err().map(|e| e as i32)),
+            Request::Spawn(plan) => match received.fd {
+                Some(fd) => Reply::Spawned(spawn_actor(&plan, fd).map(|_| ())),
+                None => Reply::Spawned(Err("spawn request without a control socket".to_string())),
+            },
+        };
+        reap_orphans();
+        if protocol::send(control, &reply, None).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reap every child that has already ended (orphans reparented to a namespace init).
+fn reap_orphans() {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn run_command(argv: &[String], env: &[(String, String)], cwd: &str, stdin: Option<&str>) -> Reply {
+    let Some((program, args)) = argv.split_first() else {
+        return Reply::Ran { exit: Exit::Code(127), stdout: String::new(), stderr: "empty command\n".into() };
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match command.spawn() {
+        Ok(child) => collect(child, stdin.unwrap_or("")),
+        Err(err) => {
+            let code = if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            Reply::Ran {
+                exit: Exit::Code(code),
+                stdout: String::new(),
+                stderr: format!("nsconform: cannot run `{program}`: {err}\n"),
+            }
+        }
+    }
+}
+
+/// Feed stdin, gather stdout and stderr until the command exits, then take what is already
+/// in the pipes. Output that background processes write later is not waited for.
+fn collect(mut child: Child, input: &str) -> Reply {
+    let mut stdin = child.stdin.take();
+    let stdout = child.stdout.take().map(OwnedFd::from);
+    let stderr = child.stderr.take().map(OwnedFd::from);
+    let pidfd = sys::pidfd_open(Pid::from_raw(child.id() as i32)).ok();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    if let Some(mut pipe) = stdin.take() {
+        // Small inputs fit the pipe; a reader that stops early must not hang the agent.
+        let _ = set_nonblocking(&pipe).map(|_| pipe.write_all(input.as_bytes()));
+    }
+    let mut open = [stdout.is_some(), stderr.is_some()];
+    loop {
+        let mut fds = Vec::new();
+        let mut which = Vec::new();
+        for (index, fd) in [&stdout, &stderr].into_iter().enumerate() {
+            if let (true, Some(fd)) = (open[index], fd) {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(index);
+            }
+        }
+        if let Some(pidfd) = &pidfd {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
+            break;
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        let exited = pidfd.is_some()
+            && fds.last().and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let ready: Vec<usize> = which
+            .iter()
+            .zip(&fds)
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(i, _)| *i)
+            .collect();
+        drop(fds);
+        for index in ready {
+            let (fd, buffer) = if index == 0 { (&stdout, &mut out) } else { (&stderr, &mut err) };
+            if let Some(fd) = fd {
+                if !read_some(fd, buffer) {
+                    open[index] = false;
+                }
+            }
+        }
+        if exited {
+            break;
+        }
+    }
+    let status = child.wait();
+    for (fd, buffer) in [(&stdout, &mut out), (&stderr, &mut err)] {
+        if let Some(fd) = fd {
+            if set_nonblocking(fd).is_ok() {
+                while read_some(fd, buffer) {}
+            }
+        }
+    }
+    let exit = match status {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(code), _) => Exit::Code(code),
+                (None, Some(signal)) => Exit::Signal(signal),
+                (None, None) => Exit::Code(-1),
+            }
+        }
+        Err(_) => Exit::Code(-1),
+    };
+    Reply::Ran { exit, stdout: text(out), stderr: text(err) }
+}
+
+/// Read once into `buffer`; false at end of file or when nothing more is available.
+fn read_some(fd: &OwnedFd, buffer: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16384];
+    match nix::unistd::read(fd, &mut chunk) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            let room = OUTPUT_LIMIT.saturating_sub(buffer.len());
+            buffer.extend_from_slice(&chunk[..n.min(room)]);
+            true
+        }
+    }
+}
+
+fn set_nonblocking(fd: impl AsFd) -> nix::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(|_| ())
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    let truncated = bytes.len() >= OUTPUT_LIMIT;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if truncated {
+        text.push_str("\n[nsconform: output truncated at 1 MiB]\n");
+    }
+    text
+}

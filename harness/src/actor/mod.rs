@@ -1,0 +1,9 @@
+//! Actors: the long-lived processes of a scenario, each in its own set of namespaces.
+//!
+//! [`plan`] decides how an actor is made, [`setup`] makes it, [`agent`] is the loop it then
+//! runs, and [`protocol`] is how the orchestrator talks to it.
+
+pub(crate) mod agent;
+pub(crate) mod plan;
+pub(crate) mod protocol;
+pub(crate) mod setup;

@@ -1,0 +1,113 @@
+//! The scenario's own cgroup (v2): a child of the harness's cgroup, made before the stand-in
+//! host and removed after it. It becomes the root of the stand-in's cgroup namespace, holds
+//! the actors' child cgroups (`cgroup = "..."`), and lets the supervisor kill every process
+//! the scenario started even without a PID namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A cgroup made for one scenario run.
+#[derive(Debug)]
+pub(crate) struct ScenarioCgroup {
+    dir: PathBuf,
+    original: PathBuf,
+}
+
+/// Where cgroup v2 is mounted, from `/proc/self/mountinfo`.
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mount_point = before.split_whitespace().nth(4)?;
+        (after.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+/// This process's cgroup v2 path (the `0::` line of `/proc/self/cgroup`).
+fn own_cgroup() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+impl ScenarioCgroup {
+    /// Make `nsconform-<pid>` under this process's cgroup and move this process into it.
+    /// `None` when cgroup v2 is absent or not writable here.
+    pub(crate) fn create() -> Option<ScenarioCgroup> {
+        let mount = cgroup2_mount()?;
+        let own = own_cgroup()?;
+        let original = mount.join(own.trim_start_matches('/'));
+        let dir = original.join(format!("nsconform-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cgroup = ScenarioCgroup { dir, original };
+        if std::fs::write(cgroup.dir.join("cgroup.procs"), "0").is_err() {
+            cgroup.remove_tree();
+            return None;
+        }
+        Some(cgroup)
+    }
+
+    /// Move this process back to where it came from (its children stay).
+    pub(crate) fn leave(&self) {
+        let _ = std::fs::write(self.original.join("cgroup.procs"), "0");
+    }
+
+    /// Kill every process left in the cgroup tree, wait until it is empty, and remove it.
+    pub(crate) fn destroy(self) -> Result<(), String> {
+        self.leave();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = pids_in_tree(&self.dir);
+            if pids.is_empty() {
+                break;
+            }
+            if !self.dir.join("cgroup.kill").exists() || std::fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+                for pid in &pids {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("processes {pids:?} survived in {}", self.dir.display()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.remove_tree() { Ok(()) } else { Err(format!("could not remove {}", self.dir.display())) }
+    }
+
+    /// Remove the cgroup directories bottom-up; true when gone.
+    fn remove_tree(&self) -> bool {
+        remove_dirs(&self.dir);
+        !self.dir.exists()
+    }
+}
+
+fn pids_in_tree(dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for child in subdirs(dir) {
+        pids.extend(pids_in_tree(&child));
+    }
+    pids
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn remove_dirs(dir: &Path) {
+    for child in subdirs(dir) {
+        remove_dirs(&child);
+    }
+    // cgroupfs removes a cgroup with rmdir; its control files go with it.
+    let _ = std::fs::remove_dir(dir);
+}

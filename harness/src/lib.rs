@@ -1,0 +1,26 @@
+//! nsconform: a conformance harness for Linux namespaces.
+//!
+//! A scenario file (TOML) describes namespaces to create, named processes ("actors") that
+//! live in them, and the commands they run in order with the expected results. Each
+//! scenario runs in a freshly exec'd supervisor, inside a stand-in host made of fresh
+//! namespaces, so nothing it does can reach the machine. See `docs/architecture.md`.
+//!
+//! The public surface is small: [`runner`] to find and run scenarios, [`report`] for what a
+//! run produced, [`host_guard`] to check the machine afterwards, and [`cli`] for the binary.
+
+mod actor;
+mod cgroup;
+pub mod cli;
+mod errno;
+pub mod host_guard;
+mod matcher;
+mod orchestrator;
+mod probe;
+pub mod report;
+mod requires;
+pub mod runner;
+mod scenario;
+mod standin;
+mod supervisor;
+mod sys;
+mod template;

@@ -1,0 +1,5 @@
+//! The `nsconform` binary.
+
+fn main() -> std::process::ExitCode {
+    nsconform::cli::main()
+}

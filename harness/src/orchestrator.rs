@@ -1,0 +1,374 @@
+//! The orchestrator: runs a scenario's steps in order, starting actors as they are first
+//! needed, and streams an [`Event`] per step to the supervisor.
+//!
+//! In the default stand-in mode it is PID 1 of the stand-in host's PID namespace: when it
+//! exits, the kernel kills every process the scenario started.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::actor::plan::{plan, PlanContext};
+use crate::actor::protocol::{self, Exit, Reply, Request};
+use crate::actor::setup::spawn_actor;
+use crate::matcher;
+use crate::report::{Event, Mismatch, StepRecord};
+use crate::requires::COMMAND_PATH;
+use crate::scenario::model::{Actor, StatusExpectation, StatusWord, Step};
+use crate::scenario::validate::HOST_ACTOR;
+use crate::scenario::LoadedScenario;
+use crate::template::{self, Placeholder};
+
+/// A started actor.
+struct LiveActor {
+    /// Its PID as seen by the orchestrator (the scenario's host).
+    pid: i32,
+    /// The orchestrator's end of its control socket.
+    control: OwnedFd,
+}
+
+/// The uid and gid of the process running the harness (`{{uid}}`, `{{gid}}`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HarnessIds {
+    /// Real uid.
+    pub(crate) uid: u32,
+    /// Real gid.
+    pub(crate) gid: u32,
+}
+
+/// Runs one scenario's steps.
+pub(crate) struct Orchestrator<'a> {
+    loaded: &'a LoadedScenario,
+    events: std::fs::File,
+    ids: HarnessIds,
+    hostname: String,
+    actors: BTreeMap<String, LiveActor>,
+    vars: BTreeMap<String, String>,
+    current_step: Option<usize>,
+}
+
+/// A problem that stops the scenario (as opposed to a step whose expectations fail).
+type Abort = String;
+
+impl<'a> Orchestrator<'a> {
+    /// An orchestrator writing events to `events`.
+    pub(crate) fn new(loaded: &'a LoadedScenario, events: std::fs::File, ids: HarnessIds) -> Self {
+        let hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Orchestrator {
+            loaded,
+            events,
+            ids,
+            hostname,
+            actors: BTreeMap::new(),
+            vars: BTreeMap::new(),
+            current_step: None,
+        }
+    }
+
+    /// Report that the scenario cannot run at all, e.g. the stand-in host failed.
+    pub(crate) fn abort(mut self, reason: String) -> i32 {
+        self.emit(&Event::Aborted { step: None, reason });
+        1
+    }
+
+    /// Run every step; returns the process exit code (0 when all passed).
+    pub(crate) fn run(mut self) -> i32 {
+        for (index, step) in self.loaded.scenario.steps.iter().enumerate() {
+            let number = index + 1;
+            self.current_step = Some(number);
+            let line = self.loaded.line_of(step.span().start);
+            match self.run_step(number, line, step.get_ref()) {
+                Ok(record) => {
+                    let failed = !record.mismatches.is_empty();
+                    self.emit(&Event::StepFinished(record));
+                    if failed {
+                        return 1;
+                    }
+                }
+                Err(reason) => {
+                    self.emit(&Event::Aborted { step: Some(number), reason });
+                    return 1;
+                }
+            }
+            reap();
+        }
+        self.emit(&Event::Finished);
+        0
+    }
+
+    fn emit(&mut self, event: &Event) {
+        if let Ok(mut line) = serde_json::to_vec(event) {
+            line.push(b'\n');
+            // The supervisor reading this pipe is our parent; if it is gone, so are we soon.
+            let _ = self.events.write_all(&line);
+        }
+    }
+
+    fn run_step(&mut self, number: usize, line: usize, step: &Step) -> Result<StepRecord, Abort> {
+        let actor = step.actor.as_ref().map_or(HOST_ACTOR, |a| a.get_ref().as_str()).to_string();
+        let action = self.describe(step)?;
+        let actor_label = step.start.as_ref().map_or(actor.clone(), |s| s.get_ref().clone());
+        self.emit(&Event::StepStarted { number, line, actor: actor_label.clone(), action: action.clone() });
+        let started = Instant::now();
+        let mut record = StepRecord {
+            number,
+            line,
+            actor: actor_label,
+            action,
+            note: step.note.clone(),
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            duration_us: 0,
+            mismatches: Vec::new(),
+        };
+        if let Some(name) = &step.start {
+            let outcome = self.start(name.get_ref());
+            let errno = match &outcome {
+                Ok(()) => None,
+                Err(StartError::Setup { errno: Some(errno), .. }) => Some(crate::errno::name(nix::errno::Errno::from_raw(*errno))),
+                Err(other) => return Err(other.to_string()),
+            };
+            if let Err(err) = &outcome {
+                record.stderr = err.to_string();
+            }
+            record.error = errno.clone();
+            self.check_error(step, errno, &mut record);
+        } else if let Some(path) = &step.write {
+            let path = self.expand(path.get_ref())?;
+            let content = self.expand(step.content.as_deref().unwrap_or(""))?;
+            let reply = self.request(&actor, &Request::Write { path, content })?;
+            let Reply::Wrote(result) = reply else {
+                return Err(format!("actor `{actor}` answered a write with {reply:?}"));
+            };
+            let errno = result.map(|e| crate::errno::name(nix::errno::Errno::from_raw(e)));
+            record.error = errno.clone();
+            self.check_error(step, errno, &mut record);
+        } else {
+            let argv = self.argv(step)?;
+            let stdin = step.stdin.as_deref().map(|s| self.expand(s)).transpose()?;
+            let env = self.environment(&actor);
+            let cwd = self.actor_def(&actor).and_then(|a| a.cwd.clone()).unwrap_or_else(|| "/tmp".into());
+            let reply = self.request(&actor, &Request::Run { argv, env, cwd, stdin })?;
+            let Reply::Ran { exit, stdout, stderr } = reply else {
+                return Err(format!("actor `{actor}` answered a command with {reply:?}"));
+            };
+            record.exit = Some(exit);
+            record.stdout = stdout;
+            record.stderr = stderr;
+            self.check_command(step, &mut record)?;
+            if let Some(name) = &step.capture {
+                let value = record.stdout.trim_end_matches('\n').to_string();
+                self.vars.insert(name.get_ref().clone(), value);
+            }
+        }
+        record.duration_us = started.elapsed().as_micros() as u64;
+        Ok(record)
+    }
+
+    fn describe(&self, step: &Step) -> Result<String, Abort> {
+        Ok(if let Some(run) = &step.run {
+            run.get_ref().trim().to_string()
+        } else if let Some(argv) = &step.argv {
+            format!("{:?}", argv.get_ref())
+        } else if let Some(path) = &step.write {
+            format!("write {:?} to {}", step.content.as_deref().unwrap_or(""), path.get_ref())
+        } else if let Some(name) = &step.start {
+            format!("start actor `{}`", name.get_ref())
+        } else {
+            String::new()
+        })
+    }
+
+    fn argv(&mut self, step: &Step) -> Result<Vec<String>, Abort> {
+        if let Some(run) = &step.run {
+            Ok(vec!["/bin/sh".into(), "-c".into(), self.expand(run.get_ref())?])
+        } else if let Some(argv) = &step.argv {
+            argv.get_ref().iter().map(|a| self.expand(a)).collect()
+        } else {
+            Err("step has no command".into())
+        }
+    }
+
+    fn environment(&self, actor: &str) -> Vec<(String, String)> {
+        let mut env: BTreeMap<String, String> = [
+            ("PATH", COMMAND_PATH),
+            ("HOME", "/tmp"),
+            ("LC_ALL", "C"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(def) = self.actor_def(actor) {
+            env.extend(def.env.clone());
+        }
+        env.into_iter().collect()
+    }
+
+    fn check_command(&mut self, step: &Step, record: &mut StepRecord) -> Result<(), Abort> {
+        let exit = record.exit.unwrap_or(Exit::Code(-1));
+        let expected = step.status.as_ref().map_or(StatusExpectation::Code(0), |s| *s.get_ref());
+        let status_ok = match (expected, exit) {
+            (StatusExpectation::Word(StatusWord::Any), _) => true,
+            (StatusExpectation::Word(StatusWord::Nonzero), exit) => exit != Exit::Code(0),
+            (StatusExpectation::Code(code), exit) => exit == Exit::Code(code),
+        };
+        if !status_ok {
+            let expected = match expected {
+                StatusExpectation::Code(code) => format!("exit status {code}"),
+                StatusExpectation::Word(StatusWord::Nonzero) => "a nonzero exit status".into(),
+                StatusExpectation::Word(StatusWord::Any) => "any status".into(),
+            };
+            record.mismatches.push(Mismatch { what: "status".into(), expected, actual: exit.to_string() });
+        }
+        for (what, pattern, actual) in [
+            ("stdout", &step.stdout, record.stdout.clone()),
+            ("stderr", &step.stderr, record.stderr.clone()),
+        ] {
+            if let Some(pattern) = pattern {
+                let expected = self.expand(pattern.get_ref())?;
+                if !matcher::matches(&expected, &actual) {
+                    record.mismatches.push(Mismatch { what: what.into(), expected, actual });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_error(&self, step: &Step, actual: Option<String>, record: &mut StepRecord) {
+        let expected = step.error.as_ref().map(|e| e.get_ref().clone());
+        if expected != actual {
+            let show = |e: &Option<String>| e.clone().unwrap_or_else(|| "success".into());
+            record.mismatches.push(Mismatch { what: "error".into(), expected: show(&expected), actual: show(&actual) });
+        }
+    }
+
+    fn expand(&mut self, text: &str) -> Result<String, Abort> {
+        let segments = template::parse(text).map_err(|e| e.to_string())?;
+        template::expand(&segments, |placeholder| match placeholder {
+            Placeholder::Hostname => Ok(self.hostname.clone()),
+            Placeholder::Uid => Ok(self.ids.uid.to_string()),
+            Placeholder::Gid => Ok(self.ids.gid.to_string()),
+            Placeholder::Pid(actor) => {
+                self.ensure_started(actor).map_err(|e| e.to_string())?;
+                Ok(self.actors[actor.as_str()].pid.to_string())
+            }
+            Placeholder::Var(name) => {
+                self.vars.get(name).cloned().ok_or_else(|| format!("`{{{{var.{name}}}}}` was never captured"))
+            }
+        })
+    }
+
+    fn actor_def(&self, name: &str) -> Option<&'a Actor> {
+        self.loaded.scenario.actors.get(name)
+    }
+
+    fn request(&mut self, actor: &str, request: &Request) -> Result<Reply, Abort> {
+        self.ensure_started(actor).map_err(|e| e.to_string())?;
+        let live = &self.actors[actor];
+        let gone = || format!("actor `{actor}` (PID {}) has exited; it cannot run more steps", live.pid);
+        protocol::send(&live.control, request, None).map_err(|_| gone())?;
+        match protocol::recv::<Reply>(&live.control) {
+            Ok(Some(received)) => Ok(received.message),
+            _ => Err(gone()),
+        }
+    }
+
+    fn start(&mut self, name: &str) -> Result<(), StartError> {
+        if self.actors.contains_key(name) {
+            return Err(StartError::Other(format!("actor `{name}` has already started")));
+        }
+        self.ensure_started(name)
+    }
+
+    /// Start `name` (and first what it depends on) unless it is running.
+    fn ensure_started(&mut self, name: &str) -> Result<(), StartError> {
+        if self.actors.contains_key(name) {
+            return Ok(());
+        }
+        let default = Actor::default();
+        let def = if name == HOST_ACTOR { &default } else {
+            self.actor_def(name).ok_or_else(|| StartError::Other(format!("unknown actor `{name}`")))?
+        };
+        let mut join_pid = None;
+        if let Some(join) = &def.join {
+            let target = join.get_ref().actor();
+            self.ensure_started(target)?;
+            join_pid = Some(self.actors[target].pid);
+        }
+        if let Some(cgroup) = &def.cgroup {
+            let dir = format!("/sys/fs/cgroup/{}", cgroup.get_ref());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StartError::Other(format!("cannot create cgroup {dir}: {e}")))?;
+        }
+        let context = PlanContext { uid: self.ids.uid, gid: self.ids.gid, join_pid };
+        let plan = plan(name, def, context);
+        let (ours, theirs) = protocol::control_pair().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
+        if let Some(parent) = &def.parent {
+            let parent = parent.get_ref().clone();
+            self.ensure_started(&parent)?;
+            let control = &self.actors[parent.as_str()].control;
+            let request = Request::Spawn(Box::new(plan));
+            protocol::send(control, &request, Some(theirs.as_raw_fd()))
+                .map_err(|e| StartError::Other(format!("asking `{parent}` to create `{name}`: {e}")))?;
+            drop(theirs);
+            match protocol::recv::<Reply>(control) {
+                Ok(Some(protocol::Received { message: Reply::Spawned(Ok(())), .. })) => {}
+                Ok(Some(protocol::Received { message: Reply::Spawned(Err(e)), .. })) => {
+                    return Err(StartError::Other(format!("`{parent}` could not create `{name}`: {e}")))
+                }
+                _ => return Err(StartError::Other(format!("actor `{parent}` exited while creating `{name}`"))),
+            }
+        } else {
+            spawn_actor(&plan, theirs).map_err(StartError::Other)?;
+        }
+        match protocol::recv::<Reply>(&ours) {
+            Ok(Some(protocol::Received { message: Reply::Ready, sender_pid: Some(pid), .. })) => {
+                self.actors.insert(name.to_string(), LiveActor { pid, control: ours });
+                Ok(())
+            }
+            Ok(Some(protocol::Received { message: Reply::SetupFailed { errno, message, .. }, .. })) => {
+                Err(StartError::Setup { actor: name.to_string(), errno, message })
+            }
+            other => Err(StartError::Other(format!(
+                "actor `{name}` ended during setup without a word ({})",
+                match other { Err(e) => e.to_string(), _ => "no ready message".into() }
+            ))),
+        }
+    }
+
+}
+
+/// Why an actor did not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// Its setup failed (e.g. `unshare` refused).
+    #[error("actor `{actor}` could not be set up: {message}")]
+    Setup {
+        /// The actor.
+        actor: String,
+        /// The errno, when a system call failed.
+        errno: Option<i32>,
+        /// The message.
+        message: String,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reap ended children without waiting (the orchestrator is a namespace init).
+fn reap() {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What a scenario run produced: the outcome, a record per step, and how to show a failure.
+//!
+//! The orchestrator streams [`Event`]s to the supervisor while it works, so a scenario that
+//! hangs is still reported with the step it hung in; the supervisor turns them into one
+//! [`ScenarioReport`] for the runner.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::actor::protocol::Exit;
+
+/// The outcome of one scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step behaved as the file says.
+    Passed,
+    /// A step did not behave as expected, or the scenario could not run.
+    Failed {
+        /// The failing step's number (1-based), when a step failed.
+        step: Option<usize>,
+        /// What went wrong, in one paragraph.
+        reason: String,
+    },
+    /// A requirement is not met on this machine.
+    Skipped {
+        /// Which one, and why.
+        reason: String,
+    },
+    /// The scenario file is not valid.
+    Invalid {
+        /// `file:line:column: message` lines.
+        message: String,
+    },
+    /// The scenario ran past its timeout and everything it started was killed.
+    TimedOut {
+        /// The step that was running, when one was.
+        step: Option<usize>,
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
+}
+
+/// A difference between what a step expected and what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mismatch {
+    /// What was compared: `status`, `stdout`, `stderr`, `error`.
+    pub what: String,
+    /// The expectation, placeholders expanded.
+    pub expected: String,
+    /// What happened.
+    pub actual: String,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// 1-based step number.
+    pub number: usize,
+    /// Line of the step in the scenario file.
+    pub line: usize,
+    /// The actor that performed it.
+    pub actor: String,
+    /// The action in words: the command, the file written, the actor started.
+    pub action: String,
+    /// The step's `note`, if any.
+    pub note: Option<String>,
+    /// How the command ended (commands only).
+    pub exit: Option<Exit>,
+    /// Standard output (commands only).
+    pub stdout: String,
+    /// Standard error (commands only).
+    pub stderr: String,
+    /// The errno name for `write` and `start` steps that failed, or a harness error.
+    pub error: Option<String>,
+    /// Wall time in microseconds.
+    pub duration_us: u64,
+    /// Differences from the expectations; empty when the step passed.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// A message from the orchestrator to the supervisor (one JSON object per line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Event {
+    /// A step began.
+    StepStarted {
+        /// Its number.
+        number: usize,
+        /// Its line.
+        line: usize,
+        /// Its actor.
+        actor: String,
+        /// Its action in words.
+        action: String,
+    },
+    /// A step ended (passed or not).
+    StepFinished(StepRecord),
+    /// The scenario cannot go on (an actor failed to start, the stand-in could not be made).
+    Aborted {
+        /// The step during which it happened.
+        step: Option<usize>,
+        /// Why.
+        reason: String,
+    },
+    /// Every step ran.
+    Finished,
+}
+
+/// Everything known about one scenario run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// The scenario's name (its path under `scenarios/`, without `.toml`).
+    pub name: String,
+    /// The scenario file.
+    pub path: String,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The steps that ran.
+    pub steps: Vec<StepRecord>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// What the harness's own processes wrote to stderr, if anything.
+    pub log: String,
+}
+
+impl ScenarioReport {
+    /// A human-readable account of a failure: the step, its actor and command, and a diff
+    /// for every expectation that did not hold. Empty for passed and skipped scenarios.
+    pub fn explain(&self) -> String {
+        let mut text = String::new();
+        match &self.outcome {
+            Outcome::Passed | Outcome::Skipped { .. } => return text,
+            Outcome::Invalid { message } => text.push_str(message),
+            Outcome::Failed { step, reason } => {
+                text.push_str(reason);
+                text.push('\n');
+                if let Some(record) = step.and_then(|n| self.steps.iter().find(|s| s.number == n)) {
+                    text.push_str(&self.explain_step(record));
+                }
+            }
+            Outcome::TimedOut { step, limit_ms } => {
+                let place = match step.and_then(|n| self.steps.iter().find(|s| s.number == n)) {
+                    Some(s) => format!(" in step {} ({}:{}), actor `{}`: {}", s.number, self.path, s.line, s.actor, s.action),
+                    None => String::new(),
+                };
+                text.push_str(&format!("timed out after {limit_ms} ms{place}; everything it started was killed\n"));
+            }
+        }
+        if !self.log.trim().is_empty() {
+            text.push_str("\nharness log:\n");
+            text.push_str(&self.log);
+        }
+        text
+    }
+
+    fn explain_step(&self, record: &StepRecord) -> String {
+        let mut text = format!(
+            "step {} at {}:{}, actor `{}`: {}\n",
+            record.number, self.path, record.line, record.actor, record.action
+        );
+        if let Some(note) = &record.note {
+            text.push_str(&format!("  note: {note}\n"));
+        }
+        for mismatch in &record.mismatches {
+            match mismatch.what.as_str() {
+                "stdout" | "stderr" => {
+                    text.push_str(&format!("  {} does not match:\n", mismatch.what));
+                    let diff = crate::matcher::diff(&mismatch.expected, &mismatch.actual);
+                    for line in diff.lines() {
+                        text.push_str(&format!("    {line}\n"));
+                    }
+                }
+                what => text.push_str(&format!(
+                    "  {what}: expected {}, got {}\n",
+                    mismatch.expected, mismatch.actual
+                )),
+            }
+        }
+        let shown: Vec<&str> = record.mismatches.iter().map(|m| m.what.as_str()).collect();
+        if !shown.contains(&"stdout") && !record.stdout.is_empty() {
+            text.push_str(&format!("  stdout was:\n{}", indent(&record.stdout)));
+        }
+        if !shown.contains(&"stderr") && !record.stderr.is_empty() {
+            text.push_str(&format!("  stderr was:\n{}", indent(&record.stderr)));
+        }
+        text
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}

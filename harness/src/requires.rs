@@ -1,0 +1,249 @@
+//! What a scenario needs from the machine (`[requires]`), and deciding whether it is met.
+//!
+//! An unmet requirement is never a failure: the scenario is skipped and the reason is shown.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::probe;
+use crate::scenario::model::{NsKind, Requires, Scenario};
+
+/// A link kind the probes know how to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum LinkKind {
+    /// A veth pair.
+    Veth,
+    /// A Linux bridge.
+    Bridge,
+    /// A macvlan on a veth parent.
+    Macvlan,
+    /// An ipvlan on a veth parent.
+    Ipvlan,
+    /// An 802.1Q VLAN on a veth parent.
+    Vlan,
+    /// A dummy link.
+    Dummy,
+    /// A VXLAN tunnel endpoint.
+    Vxlan,
+}
+
+impl LinkKind {
+    /// Every kind, for listings.
+    pub(crate) const ALL: [LinkKind; 7] = [
+        LinkKind::Veth,
+        LinkKind::Bridge,
+        LinkKind::Macvlan,
+        LinkKind::Ipvlan,
+        LinkKind::Vlan,
+        LinkKind::Dummy,
+        LinkKind::Vxlan,
+    ];
+
+    /// The name `ip link add ... type NAME` uses.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            LinkKind::Veth => "veth",
+            LinkKind::Bridge => "bridge",
+            LinkKind::Macvlan => "macvlan",
+            LinkKind::Ipvlan => "ipvlan",
+            LinkKind::Vlan => "vlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Vxlan => "vxlan",
+        }
+    }
+}
+
+/// A probed capability of the kernel or machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Feature {
+    /// A namespace type exists (`/proc/self/ns/NAME`).
+    Namespace(NsKind),
+    /// An unprivileged user (uid 65534) may create a user namespace.
+    UnprivilegedUserns,
+    /// cgroup v2 is mounted somewhere.
+    Cgroup2,
+    /// overlayfs can be mounted by real root.
+    Overlayfs,
+    /// overlayfs can be mounted inside a user namespace.
+    OverlayfsInUserns,
+    /// A link kind can be created (in a throw-away network namespace).
+    Link(LinkKind),
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Feature::Namespace(kind) => write!(f, "ns:{kind}"),
+            Feature::UnprivilegedUserns => f.write_str("userns:unprivileged"),
+            Feature::Cgroup2 => f.write_str("cgroup2"),
+            Feature::Overlayfs => f.write_str("overlayfs"),
+            Feature::OverlayfsInUserns => f.write_str("overlayfs:userns"),
+            Feature::Link(kind) => write!(f, "link:{}", kind.name()),
+        }
+    }
+}
+
+impl Feature {
+    /// Every feature the probes know, for listings.
+    pub(crate) fn all() -> Vec<Feature> {
+        let mut all: Vec<Feature> = NsKind::ALL.iter().map(|k| Feature::Namespace(*k)).collect();
+        all.extend([
+            Feature::UnprivilegedUserns,
+            Feature::Cgroup2,
+            Feature::Overlayfs,
+            Feature::OverlayfsInUserns,
+        ]);
+        all.extend(LinkKind::ALL.iter().map(|k| Feature::Link(*k)));
+        all
+    }
+}
+
+/// Parse a feature name as written in `requires.features`.
+pub(crate) fn parse_feature(name: &str) -> Result<Feature, String> {
+    Feature::all().into_iter().find(|f| f.to_string() == name).ok_or_else(|| {
+        let known: Vec<String> = Feature::all().iter().map(ToString::to_string).collect();
+        format!("unknown feature `{name}` (known: {})", known.join(", "))
+    })
+}
+
+/// Parse a duration such as `10s`, `500ms` or `2m`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || format!("invalid duration `{text}`: expected a whole number with ms, s or m, e.g. \"10s\"");
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        _ => return Err(invalid()),
+    };
+    if duration.is_zero() {
+        return Err("a timeout must be longer than zero".to_string());
+    }
+    Ok(duration)
+}
+
+/// Parse a kernel version range such as `">=5.6, <6.1"`.
+pub(crate) fn parse_kernel_range(text: &str) -> Result<semver::VersionReq, String> {
+    semver::VersionReq::parse(text)
+        .map_err(|err| format!("invalid kernel version range `{text}`: {err} (e.g. \">=5.6, <6.1\")"))
+}
+
+/// The running kernel's version as `major.minor.patch`, from a release like `6.1.0-18-amd64`.
+pub(crate) fn kernel_version(release: &str) -> Option<semver::Version> {
+    let numbers: Vec<u64> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map_while(|part| part.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [major, minor, patch] => Some(semver::Version::new(*major, *minor, *patch)),
+        [major, minor] => Some(semver::Version::new(*major, *minor, 0)),
+        _ => None,
+    }
+}
+
+/// Every feature a scenario needs: the listed ones and those its actors imply.
+pub(crate) fn implied_features(scenario: &Scenario) -> Vec<Feature> {
+    let mut features: Vec<Feature> = scenario
+        .requires
+        .features
+        .iter()
+        .filter_map(|f| parse_feature(f.get_ref()).ok())
+        .collect();
+    for actor in scenario.actors.values() {
+        features.extend(actor.unshare.iter().map(|k| Feature::Namespace(*k.get_ref())));
+        if actor.cgroup.is_some() {
+            features.push(Feature::Cgroup2);
+        }
+    }
+    features.sort();
+    features.dedup();
+    features
+}
+
+/// `Ok` when every requirement holds, otherwise the first unmet one, in words.
+pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<(), String> {
+    let requires: &Requires = &scenario.requires;
+    if requires.root && !nix::unistd::geteuid().is_root() {
+        return Err("requires root (the harness runs as uid {})".replace("{}", &nix::unistd::geteuid().to_string()));
+    }
+    if let Some(range) = &requires.kernel {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let wanted = parse_kernel_range(range.get_ref())?;
+        match kernel_version(&release) {
+            Some(version) if wanted.matches(&version) => {}
+            _ => return Err(format!("requires kernel {} (running {release})", range.get_ref())),
+        }
+    }
+    for command in &requires.commands {
+        if find_on_path(command.get_ref()).is_none() {
+            return Err(format!("requires command `{}`, not found on PATH", command.get_ref()));
+        }
+    }
+    for feature in implied_features(scenario) {
+        if let Err(reason) = probes.probe(feature) {
+            return Err(format!("requires {feature}: {reason}"));
+        }
+    }
+    Ok(())
+}
+
+/// The fixed `PATH` every command runs with.
+pub(crate) const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Find `program` in [`COMMAND_PATH`].
+pub(crate) fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    COMMAND_PATH.split(':').map(|dir| Path::new(dir).join(program)).find(|candidate| {
+        candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("6.18.44-fc-v595", Some((6, 18, 44)))]
+    #[case("5.10.0-30-cloud-amd64", Some((5, 10, 0)))]
+    #[case("6.1", Some((6, 1, 0)))]
+    #[case("garbage", None)]
+    fn parses_kernel_release(#[case] release: &str, #[case] expected: Option<(u64, u64, u64)>) {
+        let got = kernel_version(release).map(|v| (v.major, v.minor, v.patch));
+        assert_eq!(got, expected);
+    }
+
+    #[rstest]
+    #[case("10s", Some(Duration::from_secs(10)))]
+    #[case("500ms", Some(Duration::from_millis(500)))]
+    #[case("2m", Some(Duration::from_secs(120)))]
+    #[case("0s", None)]
+    #[case("ten", None)]
+    #[case("10", None)]
+    fn parses_durations(#[case] text: &str, #[case] expected: Option<Duration>) {
+        assert_eq!(parse_duration(text).ok(), expected);
+    }
+
+    #[test]
+    fn feature_names_round_trip() {
+        for feature in Feature::all() {
+            assert_eq!(parse_feature(&feature.to_string()), Ok(feature));
+        }
+        assert!(parse_feature("link:warp").unwrap_err().contains("unknown feature"));
+    }
+
+    #[test]
+    fn kernel_ranges_match() {
+        let range = parse_kernel_range(">=5.6, <6.1").unwrap();
+        assert!(range.matches(&kernel_version("5.10.0-30-amd64").unwrap()));
+        assert!(!range.matches(&kernel_version("6.18.44").unwrap()));
+        assert!(parse_kernel_range("banana").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Finding scenario files and running each one in its own freshly exec'd supervisor.
+//!
+//! This is what both `cargo test` (through libtest-mimic) and `nsconform run` use. The
+//! calling process may be multithreaded: all namespace work happens in the child.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::report::{Outcome, ScenarioReport};
+use crate::scenario::load_file;
+use crate::supervisor::{timeout_of, timeout_scale, DEFAULT_TIMEOUT};
+
+/// A scenario file and the name it runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioFile {
+    /// Its path under the scenarios directory, without `.toml` (e.g. `uts/hostname`).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// Every `*.toml` under each of `paths` (directories are walked, files taken as they are),
+/// sorted by name. A name is the path relative to the directory given (or to the nearest
+/// `scenarios` directory above a file).
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, String> {
+    let mut found = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, path, &mut found).map_err(|e| format!("{}: {e}", path.display()))?;
+        } else if path.is_file() {
+            found.push(ScenarioFile { name: name_of(path, None), path: path.clone() });
+        } else {
+            return Err(format!("{}: no such file or directory", path.display()));
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found.dedup_by(|a, b| a.path == b.path);
+    Ok(found)
+}
+
+fn walk(root: &Path, dir: &Path, found: &mut Vec<ScenarioFile>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, found)?;
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            found.push(ScenarioFile { name: name_of(&path, Some(root)), path });
+        }
+    }
+    Ok(())
+}
+
+fn name_of(path: &Path, root: Option<&Path>) -> String {
+    let base = root.map(Path::to_path_buf).or_else(|| {
+        path.ancestors().find(|a| a.file_name().is_some_and(|n| n == "scenarios")).map(Path::to_path_buf)
+    });
+    let relative = base.as_deref().and_then(|b| path.strip_prefix(b).ok()).unwrap_or(path);
+    let text = relative.with_extension("").to_string_lossy().into_owned();
+    if text.is_empty() { path.display().to_string() } else { text }
+}
+
+/// Run `file` in a fresh `nsconform __supervise` process (`exe` is the nsconform binary).
+///
+/// A supervisor that outlives the scenario's own timeout by 30 s is killed, so a bug in the
+/// harness cannot hang the caller either.
+pub fn run_isolated(exe: &Path, file: &ScenarioFile) -> ScenarioReport {
+    let started = Instant::now();
+    let limit = load_file(&file.path).map(|l| timeout_of(&l)).unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
+    let backstop = limit + Duration::from_secs(30);
+    let failure = |reason: String| ScenarioReport {
+        name: file.name.clone(),
+        path: file.path.display().to_string(),
+        outcome: Outcome::Failed { step: None, reason },
+        steps: Vec::new(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        log: String::new(),
+    };
+    let mut child = match Command::new(exe)
+        .arg("__supervise")
+        .arg("--name")
+        .arg(&file.name)
+        .arg(&file.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => return failure(format!("cannot start {}: {err}", exe.display())),
+    };
+    let mut stdout = child.stdout.take().map(|mut s| std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    }));
+    let mut stderr = child.stderr.take().map(|mut s| std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    }));
+    let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
+    let ended = match &pidfd {
+        Some(fd) => {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            let millis = i32::try_from(backstop.as_millis()).unwrap_or(i32::MAX);
+            loop {
+                match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(0) => break false,
+                    _ => break true,
+                }
+            }
+        }
+        None => true,
+    };
+    if !ended {
+        let _ = child.kill();
+    }
+    let status = child.wait().ok().filter(|_| ended);
+    let out = stdout.take().and_then(|t| t.join().ok()).unwrap_or_default();
+    let log = stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
+    let Some(status) = status else {
+        return failure(format!("the supervisor did not end within {} s and was killed\n{log}", backstop.as_secs()));
+    };
+    match serde_json::from_str::<ScenarioReport>(&out) {
+        Ok(mut report) => {
+            report.log.push_str(&log);
+            report
+        }
+        Err(err) => failure(format!("the supervisor ({status}) gave no report ({err})\n{log}")),
+    }
+}

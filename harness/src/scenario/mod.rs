@@ -1,0 +1,8 @@
+//! Scenario files: the format ([`model`]), reading them with positions ([`load`]) and the
+//! checks that go beyond the format's types ([`validate`]).
+
+pub(crate) mod load;
+pub(crate) mod model;
+pub(crate) mod validate;
+
+pub(crate) use load::{load_file, LoadError, LoadedScenario};

@@ -1,0 +1,363 @@
+//! Checks a parsed scenario for what its types cannot say: references between actors and
+//! steps, placeholders, map lines, durations, requirement names, and combinations that make
+//! no sense (a `map` without a user namespace, a step with two commands, ...).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::load::{Diagnostic, LoadedScenario};
+use super::model::{Actor, Join, Mapping, NsKind, Step};
+use crate::requires::{parse_duration, parse_feature, parse_kernel_range};
+use crate::template::{self, Placeholder};
+
+/// The implicit actor that stands for the host (the "other terminal").
+pub(crate) const HOST_ACTOR: &str = "host";
+
+/// Collects diagnostics with positions in one scenario file.
+struct Checker<'a> {
+    loaded: &'a LoadedScenario,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let d = Diagnostic::at(
+            &self.loaded.path,
+            &self.loaded.source,
+            span.map(|s| s.start),
+            message.into(),
+        );
+        self.diagnostics.push(d);
+    }
+
+    fn error_at<T>(&mut self, value: &Spanned<T>, message: impl Into<String>) {
+        self.error(Some(value.span()), message);
+    }
+}
+
+/// Validate `loaded`, returning every problem found (empty when valid).
+pub(crate) fn validate(loaded: &LoadedScenario) -> Vec<Diagnostic> {
+    let mut checker = Checker { loaded, diagnostics: Vec::new() };
+    let scenario = &loaded.scenario;
+    if scenario.description.trim().is_empty() {
+        checker.error(None, "`description` must not be empty");
+    }
+    if let Some(timeout) = &scenario.timeout {
+        if let Err(message) = parse_duration(timeout.get_ref()) {
+            checker.error_at(timeout, message);
+        }
+    }
+    check_requires(&mut checker);
+    for (name, actor) in &scenario.actors {
+        check_actor(&mut checker, name, actor);
+    }
+    check_actor_graph(&mut checker);
+    if scenario.steps.is_empty() {
+        checker.error(None, "a scenario needs at least one `[[steps]]`");
+    }
+    let mut captured = BTreeSet::new();
+    for (index, step) in scenario.steps.iter().enumerate() {
+        check_step(&mut checker, index + 1, step, &mut captured);
+    }
+    checker.diagnostics
+}
+
+fn check_requires(checker: &mut Checker<'_>) {
+    let requires = &checker.loaded.scenario.requires;
+    if let Some(kernel) = &requires.kernel {
+        if let Err(message) = parse_kernel_range(kernel.get_ref()) {
+            checker.error_at(kernel, message);
+        }
+    }
+    for feature in &requires.features {
+        if let Err(message) = parse_feature(feature.get_ref()) {
+            checker.error_at(feature, message);
+        }
+    }
+    for command in &requires.commands {
+        if command.get_ref().is_empty() || command.get_ref().contains('/') {
+            checker.error_at(command, "a required command is a program name looked up on PATH");
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor) {
+    let actors = &checker.loaded.scenario.actors;
+    if name.get_ref() == HOST_ACTOR {
+        checker.error_at(name, "`host` is the implicit host actor and cannot be declared");
+    } else if !valid_name(name.get_ref()) {
+        checker.error_at(name, "an actor name uses only letters, digits, `-` and `_`");
+    }
+    let mut seen = BTreeSet::new();
+    for kind in &actor.unshare {
+        if !seen.insert(*kind.get_ref()) {
+            checker.error_at(kind, format!("namespace `{}` is listed twice", kind.get_ref()));
+        }
+    }
+    let creates = |kind: NsKind| seen.contains(&kind);
+    if let Some(join) = &actor.join {
+        let target = join.get_ref().actor();
+        if !actors.contains_key(target) {
+            checker.error_at(join, format!("`join` names unknown actor `{target}`"));
+        } else if target == name.get_ref() {
+            checker.error_at(join, "an actor cannot join itself");
+        }
+        if let Join::Some(some) = join.get_ref() {
+            if some.namespaces.is_empty() {
+                checker.error_at(join, "`join.namespaces` must list at least one namespace");
+            }
+        }
+        if actor.parent.is_some() {
+            checker.error_at(join, "`join` and `parent` cannot be combined: a joiner starts on the host");
+        }
+    }
+    if let Some(parent) = &actor.parent {
+        if !actors.contains_key(parent.get_ref().as_str()) {
+            checker.error_at(parent, format!("`parent` names unknown actor `{}`", parent.get_ref()));
+        } else if parent.get_ref() == name.get_ref() {
+            checker.error_at(parent, "an actor cannot be its own parent");
+        }
+    }
+    if let Some(map) = &actor.map {
+        if !creates(NsKind::User) {
+            checker.error_at(map, "`map` needs `user` in `unshare`");
+        }
+        if let Mapping::Explicit(explicit) = map.get_ref() {
+            for line in explicit.uid.iter().chain(&explicit.gid) {
+                if let Err(message) = parse_map_line(line) {
+                    checker.error_at(map, message);
+                }
+            }
+        }
+    }
+    if actor.mount_proc && !creates(NsKind::Pid) {
+        checker.error(Some(name.span()), format!("actor `{}`: `mount_proc` needs `pid` in `unshare`", name.get_ref()));
+    }
+    if actor.propagation.is_some() && !creates(NsKind::Mount) && !actor.mount_proc {
+        checker.error(Some(name.span()), format!("actor `{}`: `propagation` needs `mount` in `unshare`", name.get_ref()));
+    }
+    if actor.time_offsets.is_some() && !creates(NsKind::Time) {
+        checker.error(Some(name.span()), format!("actor `{}`: `time_offsets` needs `time` in `unshare`", name.get_ref()));
+    }
+    if actor.group.is_some() && actor.user.is_none() {
+        checker.error(Some(name.span()), format!("actor `{}`: `group` needs `user`", name.get_ref()));
+    }
+    if let Some(cgroup) = &actor.cgroup {
+        let ok = cgroup
+            .get_ref()
+            .split('/')
+            .all(|part| valid_name(part) && part != "." && part != "..");
+        if !ok {
+            checker.error_at(cgroup, "`cgroup` is a relative path of names (letters, digits, `-`, `_`)");
+        }
+    }
+}
+
+/// Parse a map line `INSIDE OUTSIDE COUNT` into its three numbers.
+pub(crate) fn parse_map_line(line: &str) -> Result<(u32, u32, u32), String> {
+    let numbers: Vec<&str> = line.split_whitespace().collect();
+    let parse = |text: &str| text.parse::<u32>().ok();
+    match numbers.as_slice() {
+        [inside, outside, count] => match (parse(inside), parse(outside), parse(count)) {
+            (Some(inside), Some(outside), Some(count)) if count > 0 => Ok((inside, outside, count)),
+            (Some(_), Some(_), Some(_)) => Err("a map line's COUNT must be at least 1".to_string()),
+            _ => Err(format!("invalid map line `{line}`: the three fields are unsigned 32-bit numbers")),
+        },
+        _ => Err(format!("invalid map line `{line}`: expected `INSIDE OUTSIDE COUNT`")),
+    }
+}
+
+/// Reject cycles through `join` and `parent` (an actor must start after the ones it needs).
+fn check_actor_graph(checker: &mut Checker<'_>) {
+    let actors = &checker.loaded.scenario.actors;
+    let mut reported = BTreeSet::new();
+    for start in actors.keys() {
+        let mut path = vec![start.get_ref().as_str()];
+        let mut current = start.get_ref().as_str();
+        while let Some(next) = actors.get(current).and_then(dependency) {
+            if let Some(position) = path.iter().position(|name| *name == next) {
+                let cycle: BTreeSet<&str> = path[position..].iter().copied().collect();
+                if reported.insert(cycle.clone()) {
+                    let mut names: Vec<&str> = path[position..].to_vec();
+                    names.push(next);
+                    checker.error(Some(start.span()), format!("actors depend on each other in a cycle: {}", names.join(" -> ")));
+                }
+                break;
+            }
+            path.push(next);
+            current = next;
+        }
+    }
+}
+
+/// The actor that must exist before `actor` can start.
+pub(crate) fn dependency(actor: &Actor) -> Option<&str> {
+    actor
+        .join
+        .as_ref()
+        .map(|join| join.get_ref().actor())
+        .or(actor.parent.as_ref().map(|p| p.get_ref().as_str()))
+}
+
+fn check_step(
+    checker: &mut Checker<'_>,
+    number: usize,
+    step: &Spanned<Step>,
+    captured: &mut BTreeSet<String>,
+) {
+    let span = step.span();
+    let step = step.get_ref();
+    let actors = &checker.loaded.scenario.actors;
+    if let Some(actor) = &step.actor {
+        let name = actor.get_ref();
+        if name != HOST_ACTOR && !actors.contains_key(name.as_str()) {
+            checker.error_at(actor, format!("unknown actor `{name}` (declared actors: {})", declared(actors)));
+        }
+    }
+    let actions = [step.run.is_some(), step.argv.is_some(), step.write.is_some(), step.start.is_some()];
+    match actions.iter().filter(|a| **a).count() {
+        0 => checker.error(Some(span.clone()), format!("step {number} needs one of `run`, `argv`, `write` or `start`")),
+        1 => {}
+        _ => checker.error(Some(span.clone()), format!("step {number} has more than one of `run`, `argv`, `write` and `start`")),
+    }
+    let is_command = step.run.is_some() || step.argv.is_some();
+    if let Some(run) = &step.run {
+        if run.get_ref().trim().is_empty() {
+            checker.error_at(run, "`run` must not be empty");
+        }
+    }
+    if let Some(argv) = &step.argv {
+        if argv.get_ref().first().is_none_or(|program| program.is_empty()) {
+            checker.error_at(argv, "`argv` needs a program as its first element");
+        }
+    }
+    if let Some(start) = &step.start {
+        let name = start.get_ref();
+        if !actors.contains_key(name.as_str()) {
+            checker.error_at(start, format!("`start` names unknown actor `{name}` (declared actors: {})", declared(actors)));
+        }
+        if step.actor.is_some() {
+            checker.error_at(start, "a `start` step names its actor in `start`, not `actor`");
+        }
+    }
+    if step.content.is_some() && step.write.is_none() {
+        checker.error(Some(span.clone()), format!("step {number}: `content` goes with `write`"));
+    }
+    if let Some(error) = &step.error {
+        if step.write.is_none() && step.start.is_none() {
+            checker.error_at(error, "`error` goes with `write` or `start`; commands use `status` and `stderr`");
+        } else if crate::errno::from_name(error.get_ref()).is_none() {
+            checker.error_at(error, format!("unknown errno name `{}` (expected e.g. EPERM, EINVAL)", error.get_ref()));
+        }
+    }
+    if !is_command {
+        for (field, present) in [
+            ("status", step.status.is_some()),
+            ("stdout", step.stdout.is_some()),
+            ("stderr", step.stderr.is_some()),
+            ("stdin", step.stdin.is_some()),
+            ("capture", step.capture.is_some()),
+        ] {
+            if present {
+                checker.error(Some(span.clone()), format!("step {number}: `{field}` goes with `run` or `argv`"));
+            }
+        }
+    }
+    let mut texts: Vec<(&str, Range<usize>)> = Vec::new();
+    for field in [&step.run, &step.write, &step.stdout, &step.stderr].into_iter().flatten() {
+        texts.push((field.get_ref(), field.span()));
+    }
+    if let Some(argv) = &step.argv {
+        for arg in argv.get_ref() {
+            texts.push((arg, argv.span()));
+        }
+    }
+    for text in [&step.content, &step.stdin].into_iter().flatten() {
+        texts.push((text, span.clone()));
+    }
+    for (text, field_span) in texts {
+        check_placeholders(checker, text, field_span, captured);
+    }
+    if let Some(capture) = &step.capture {
+        if !valid_name(capture.get_ref()) {
+            checker.error_at(capture, "a capture name uses only letters, digits, `-` and `_`");
+        }
+        captured.insert(capture.get_ref().clone());
+    }
+}
+
+fn check_placeholders(
+    checker: &mut Checker<'_>,
+    text: &str,
+    span: Range<usize>,
+    captured: &BTreeSet<String>,
+) {
+    let at = |offset: usize| Some(text_offset(&checker.loaded.source, &span, text, offset));
+    match template::placeholders(text) {
+        Err(err) => {
+            let position = at(err.offset);
+            checker.error(position, err.message);
+        }
+        Ok(found) => {
+            for (placeholder, offset) in found {
+                let problem = match &placeholder {
+                    Placeholder::Pid(actor)
+                        if actor != HOST_ACTOR
+                            && !checker.loaded.scenario.actors.contains_key(actor.as_str()) =>
+                    {
+                        Some(format!("`{placeholder}` names unknown actor `{actor}`"))
+                    }
+                    Placeholder::Var(name) if !captured.contains(name) => Some(format!(
+                        "`{placeholder}` is not captured by an earlier step (`capture = \"{name}\"`)"
+                    )),
+                    _ => None,
+                };
+                if let Some(message) = problem {
+                    let position = at(offset);
+                    checker.error(position, message);
+                }
+            }
+        }
+    }
+}
+
+/// The byte offset in the source of byte `offset` inside a string value at `span`, when the
+/// value is written literally there; otherwise the value's start.
+fn text_offset(source: &str, span: &Range<usize>, text: &str, offset: usize) -> Range<usize> {
+    let raw = source.get(span.clone()).unwrap_or("");
+    let start = raw.find(text).filter(|_| !text.is_empty()).map_or(span.start, |i| span.start + i + offset);
+    start..start + 1
+}
+
+fn declared(actors: &BTreeMap<Spanned<String>, Actor>) -> String {
+    let mut names: Vec<&str> = vec![HOST_ACTOR];
+    names.extend(actors.keys().map(|k| k.get_ref().as_str()));
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("0 1000 1", Ok((0, 1000, 1)))]
+    #[case("  0   100000   65536 ", Ok((0, 100000, 65536)))]
+    #[case("0 1000", Err("expected `INSIDE OUTSIDE COUNT`"))]
+    #[case("0 -1 1", Err("unsigned 32-bit"))]
+    #[case("0 1 0", Err("at least 1"))]
+    fn parses_map_lines(#[case] line: &str, #[case] expected: Result<(u32, u32, u32), &str>) {
+        match (parse_map_line(line), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(got), Err(want)) => assert!(got.contains(want), "{got}"),
+            (got, want) => panic!("{line}: got {got:?}, want {want:?}"),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The supervisor: the freshly exec'd, single-threaded process (`nsconform __supervise`)
+//! that owns one scenario run. It loads the scenario, checks its requirements, makes the
+//! scenario's cgroup, forks the orchestrator into the stand-in host's new namespaces,
+//! enforces the timeout, and leaves nothing behind. It prints one JSON report.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+
+use crate::cgroup::ScenarioCgroup;
+use crate::orchestrator::{HarnessIds, Orchestrator};
+use crate::report::{Event, Outcome, ScenarioReport, StepRecord};
+use crate::scenario::model::HostMode;
+use crate::scenario::{load_file, LoadError, LoadedScenario};
+use crate::{probe, requires, standin, sys};
+
+/// A scenario's time limit when it does not set one.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The namespaces of the stand-in host.
+fn standin_flags() -> CloneFlags {
+    CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWCGROUP
+}
+
+/// `NSCONFORM_TIMEOUT_SCALE` (e.g. `20` inside an emulated VM), default 1.
+pub(crate) fn timeout_scale() -> f64 {
+    std::env::var("NSCONFORM_TIMEOUT_SCALE").ok().and_then(|s| s.parse().ok()).filter(|s: &f64| *s > 0.0).unwrap_or(1.0)
+}
+
+/// The scenario's effective time limit.
+pub(crate) fn timeout_of(loaded: &LoadedScenario) -> Duration {
+    let base = loaded
+        .scenario
+        .timeout
+        .as_ref()
+        .and_then(|t| requires::parse_duration(t.get_ref()).ok())
+        .unwrap_or(DEFAULT_TIMEOUT);
+    base.mul_f64(timeout_scale())
+}
+
+/// Run the scenario at `path` named `name` and report what happened.
+pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: name.to_string(),
+        path: path.display().to_string(),
+        outcome: Outcome::Passed,
+        steps: Vec::new(),
+        duration_ms: 0,
+        log: String::new(),
+    };
+    report.outcome = match load_file(path) {
+        Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {
+            message: diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        },
+        Err(err) => Outcome::Invalid { message: err.to_string() },
+        Ok(loaded) => {
+            let mut probes = probe::Cache::default();
+            match requires::check(&loaded.scenario, &mut probes) {
+                Err(reason) => Outcome::Skipped { reason },
+                Ok(()) => run(&loaded, &mut report.steps),
+            }
+        }
+    };
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
+    let mode = loaded.scenario.host;
+    let cgroup = ScenarioCgroup::create();
+    if mode == HostMode::Real && cgroup.is_none() {
+        return Outcome::Skipped {
+            reason: "host = \"real\" needs a writable cgroup v2 hierarchy, to kill what the scenario starts".into(),
+        };
+    }
+    let limit = timeout_of(loaded);
+    let outcome = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Err(e) => Outcome::Failed { step: None, reason: format!("pipe: {e}") },
+        Ok((events_in, events_out)) => {
+            let forked = match mode {
+                HostMode::StandIn => sys::fork_into_new_namespaces(standin_flags()),
+                HostMode::Real => sys::fork(),
+            };
+            match forked {
+                Err(e) => Outcome::Failed { step: None, reason: format!("cannot create the stand-in host: {e}") },
+                Ok(ForkResult::Child) => {
+                    drop(events_in);
+                    std::process::exit(orchestrate(loaded, events_out, mode, cgroup.is_some()))
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    drop(events_out);
+                    if let Some(cgroup) = &cgroup {
+                        cgroup.leave();
+                    }
+                    watch(child, events_in, limit, steps)
+                }
+            }
+        }
+    };
+    let cleanup = cgroup.map(ScenarioCgroup::destroy).unwrap_or(Ok(()));
+    match (outcome, cleanup) {
+        (Outcome::Passed, Err(leak)) => Outcome::Failed { step: None, reason: format!("cleanup failed: {leak}") },
+        (outcome, _) => outcome,
+    }
+}
+
+/// The orchestrator process: make the stand-in host, then run the steps.
+fn orchestrate(loaded: &LoadedScenario, events: OwnedFd, mode: HostMode, cgroup2: bool) -> i32 {
+    let ids = HarnessIds { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
+    let orchestrator = Orchestrator::new(loaded, File::from(events), ids);
+    match mode {
+        HostMode::StandIn => {
+            if let Err(err) = standin::prepare(cgroup2) {
+                return orchestrator.abort(err.to_string());
+            }
+        }
+        HostMode::Real => {
+            if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+                return orchestrator.abort(format!("cannot become a child subreaper: {err}"));
+            }
+        }
+    }
+    orchestrator.run()
+}
+
+/// Read events until the orchestrator finishes or the limit passes; then make sure it and
+/// everything under it are gone.
+fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecord>) -> Outcome {
+    let deadline = Instant::now() + limit;
+    let mut buffer = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut chunk = [0u8; 65536];
+        match nix::unistd::read(&events, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    // Killing the stand-in's PID 1 makes the kernel kill every process in its namespace.
+    if timed_out {
+        let _ = kill(child, Signal::SIGKILL);
+    }
+    let status = loop {
+        match waitpid(child, None) {
+            Err(Errno::EINTR) => {}
+            other => break other,
+        }
+    };
+    let mut outcome = None;
+    let mut running = None;
+    for line in buffer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Event>(line) {
+            Ok(Event::StepStarted { number, line, actor, action }) => {
+                running = Some(number);
+                steps.push(StepRecord {
+                    number,
+                    line,
+                    actor,
+                    action,
+                    note: None,
+                    exit: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    error: None,
+                    duration_us: 0,
+                    mismatches: Vec::new(),
+                });
+            }
+            Ok(Event::StepFinished(record)) => {
+                running = None;
+                let failed = !record.mismatches.is_empty();
+                let number = record.number;
+                if let Some(last) = steps.last_mut().filter(|s| s.number == number) {
+                    *last = record;
+                } else {
+                    steps.push(record);
+                }
+                if failed {
+                    outcome = Some(Outcome::Failed { step: Some(number), reason: format!("step {number} did not behave as expected") });
+                }
+            }
+            Ok(Event::Aborted { step, reason }) => {
+                outcome = Some(Outcome::Failed { step, reason });
+            }
+            Ok(Event::Finished) => outcome = outcome.or(Some(Outcome::Passed)),
+            Err(err) => {
+                outcome = Some(Outcome::Failed { step: running, reason: format!("garbled event from the orchestrator: {err}") })
+            }
+        }
+    }
+    if timed_out {
+        return Outcome::TimedOut { step: running, limit_ms: limit.as_millis() as u64 };
+    }
+    outcome.unwrap_or_else(|| Outcome::Failed {
+        step: running,
+        reason: format!("the orchestrator ended without finishing ({status:?})"),
+    })
+}
+
