@@ -26,7 +26,8 @@ pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
 /// This process's cgroup v2 path (the `0::` line of `/proc/self/cgroup`).
 fn own_cgroup() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string))
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
 }
 
 impl ScenarioCgroup {
@@ -60,17 +61,29 @@ impl ScenarioCgroup {
             if pids.is_empty() {
                 break;
             }
-            if !self.dir.join("cgroup.kill").exists() || std::fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+            if !self.dir.join("cgroup.kill").exists()
+                || std::fs::write(self.dir.join("cgroup.kill"), "1").is_err()
+            {
                 for pid in &pids {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("processes {pids:?} survived in {}", self.dir.display()));
+                return Err(format!(
+                    "processes {pids:?} survived in {}",
+                    self.dir.display()
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        if self.remove_tree() { Ok(()) } else { Err(format!("could not remove {}", self.dir.display())) }
+        if self.remove_tree() {
+            Ok(())
+        } else {
+            Err(format!("could not remove {}", self.dir.display()))
+        }
     }
 
     /// Remove the cgroup directories bottom-up; true when gone.

@@ -17,7 +17,11 @@ use crate::scenario::{load_file, LoadError};
 const BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "nsconform", version, about = "Conformance harness for Linux namespaces")]
+#[command(
+    name = "nsconform",
+    version,
+    about = "Conformance harness for Linux namespaces"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -68,7 +72,12 @@ enum Commands {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Commands::Run { paths, jobs, filter, verbose } => run(paths, jobs, filter, verbose),
+        Commands::Run {
+            paths,
+            jobs,
+            filter,
+            verbose,
+        } => run(paths, jobs, filter, verbose),
         Commands::Check { paths } => check(paths),
         Commands::Features => features(),
         Commands::Supervise { name, path } => {
@@ -101,7 +110,11 @@ pub fn main() -> ExitCode {
 }
 
 fn scenario_files(paths: Vec<PathBuf>) -> Result<Vec<ScenarioFile>, ExitCode> {
-    let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths };
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        paths
+    };
     discover(&paths).map_err(|message| {
         eprintln!("nsconform: {message}");
         ExitCode::from(BAD_INPUT)
@@ -130,10 +143,19 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
         }
     }
     println!("{} scenario(s) checked, {invalid} invalid", files.len());
-    if invalid > 0 { ExitCode::from(BAD_INPUT) } else { ExitCode::SUCCESS }
+    if invalid > 0 {
+        ExitCode::from(BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
-fn run(paths: Vec<PathBuf>, jobs: Option<usize>, filter: Option<String>, verbose: bool) -> ExitCode {
+fn run(
+    paths: Vec<PathBuf>,
+    jobs: Option<usize>,
+    filter: Option<String>,
+    verbose: bool,
+) -> ExitCode {
     let mut files = match scenario_files(paths) {
         Ok(files) => files,
         Err(code) => return code,
@@ -148,7 +170,9 @@ fn run(paths: Vec<PathBuf>, jobs: Option<usize>, filter: Option<String>, verbose
             return ExitCode::FAILURE;
         }
     };
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     let before = HostSnapshot::take();
     let next = AtomicUsize::new(0);
     let tally = Mutex::new([0usize; 4]); // passed, failed, skipped, invalid
@@ -179,7 +203,10 @@ fn run(paths: Vec<PathBuf>, jobs: Option<usize>, filter: Option<String>, verbose
                 }
                 if verbose {
                     for step in &report.steps {
-                        text.push_str(&format!("    step {} [{}] {} -> {:?}\n", step.number, step.actor, step.action, step.exit));
+                        text.push_str(&format!(
+                            "    step {} [{}] {} -> {:?}\n",
+                            step.number, step.actor, step.action, step.exit
+                        ));
                     }
                 }
                 print!("{text}");
@@ -191,7 +218,10 @@ fn run(paths: Vec<PathBuf>, jobs: Option<usize>, filter: Option<String>, verbose
     for leak in &leaks {
         eprintln!("nsconform: host guard: {leak}");
     }
-    println!("\n{} passed, {} failed, {} skipped, {} invalid", counts[0], counts[1], counts[2], counts[3]);
+    println!(
+        "\n{} passed, {} failed, {} skipped, {} invalid",
+        counts[0], counts[1], counts[2], counts[3]
+    );
     if counts[3] > 0 {
         ExitCode::from(BAD_INPUT)
     } else if counts[1] > 0 || !leaks.is_empty() {

@@ -43,10 +43,10 @@ pub(crate) fn from_name(name: &str) -> Option<Errno> {
 
 /// The symbolic name of `errno` (e.g. `EPERM`), or its number.
 pub(crate) fn name(errno: Errno) -> String {
-    NAMES
-        .iter()
-        .find(|(_, e)| *e == errno)
-        .map_or_else(|| format!("errno {}", errno as i32), |(n, _)| (*n).to_string())
+    NAMES.iter().find(|(_, e)| *e == errno).map_or_else(
+        || format!("errno {}", errno as i32),
+        |(n, _)| (*n).to_string(),
+    )
 }
 
 #[cfg(test)]

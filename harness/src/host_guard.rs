@@ -17,12 +17,18 @@ pub struct HostSnapshot {
 }
 
 fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn dir_names(path: &Path) -> BTreeSet<String> {
     std::fs::read_dir(path)
-        .map(|entries| entries.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -45,7 +51,11 @@ impl HostSnapshot {
                     .unwrap_or_default();
                 dir_names(&mount.join(own.trim_start_matches('/')))
                     .into_iter()
-                    .filter(|n| n.starts_with("nsconform-"))
+                    // Another run's live supervisor owns its cgroup; a dead one's is a leak.
+                    .filter(|n| {
+                        n.strip_prefix("nsconform-")
+                            .is_some_and(|pid| !Path::new("/proc").join(pid).exists())
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -64,16 +74,30 @@ impl HostSnapshot {
     pub fn leaks(&self, after: &HostSnapshot) -> Vec<String> {
         let mut leaks = Vec::new();
         if self.hostname != after.hostname {
-            leaks.push(format!("hostname changed from `{}` to `{}`", self.hostname, after.hostname));
+            leaks.push(format!(
+                "hostname changed from `{}` to `{}`",
+                self.hostname, after.hostname
+            ));
         }
         if self.domainname != after.domainname {
-            leaks.push(format!("domainname changed from `{}` to `{}`", self.domainname, after.domainname));
+            leaks.push(format!(
+                "domainname changed from `{}` to `{}`",
+                self.domainname, after.domainname
+            ));
         }
         for (what, before, now) in [
             ("link", &self.links, &after.links),
             ("mount", &self.mounts, &after.mounts),
-            ("named network namespace", &self.named_netns, &after.named_netns),
-            ("scenario cgroup", &self.scenario_cgroups, &after.scenario_cgroups),
+            (
+                "named network namespace",
+                &self.named_netns,
+                &after.named_netns,
+            ),
+            (
+                "scenario cgroup",
+                &self.scenario_cgroups,
+                &after.scenario_cgroups,
+            ),
             ("child process", &self.children, &after.children),
         ] {
             for added in now.difference(before) {
@@ -96,8 +120,13 @@ fn children_of(pid: u32) -> BTreeSet<String> {
         }
         let stat = read_trimmed(&format!("/proc/{name}/stat"));
         // The comm field is in parentheses and may hold spaces: parse after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
             let comm = head.split_once('(').map_or("", |(_, c)| c);
             children.insert(format!("{name} ({comm})"));

@@ -92,7 +92,10 @@ impl<'a> Orchestrator<'a> {
                     }
                 }
                 Err(reason) => {
-                    self.emit(&Event::Aborted { step: Some(number), reason });
+                    self.emit(&Event::Aborted {
+                        step: Some(number),
+                        reason,
+                    });
                     return 1;
                 }
             }
@@ -111,10 +114,22 @@ impl<'a> Orchestrator<'a> {
     }
 
     fn run_step(&mut self, number: usize, line: usize, step: &Step) -> Result<StepRecord, Abort> {
-        let actor = step.actor.as_ref().map_or(HOST_ACTOR, |a| a.get_ref().as_str()).to_string();
+        let actor = step
+            .actor
+            .as_ref()
+            .map_or(HOST_ACTOR, |a| a.get_ref().as_str())
+            .to_string();
         let action = self.describe(step)?;
-        let actor_label = step.start.as_ref().map_or(actor.clone(), |s| s.get_ref().clone());
-        self.emit(&Event::StepStarted { number, line, actor: actor_label.clone(), action: action.clone() });
+        let actor_label = step
+            .start
+            .as_ref()
+            .map_or(actor.clone(), |s| s.get_ref().clone());
+        self.emit(&Event::StepStarted {
+            number,
+            line,
+            actor: actor_label.clone(),
+            action: action.clone(),
+        });
         let started = Instant::now();
         let mut record = StepRecord {
             number,
@@ -133,7 +148,9 @@ impl<'a> Orchestrator<'a> {
             let outcome = self.start(name.get_ref());
             let errno = match &outcome {
                 Ok(()) => None,
-                Err(StartError::Setup { errno: Some(errno), .. }) => Some(crate::errno::name(nix::errno::Errno::from_raw(*errno))),
+                Err(StartError::Setup {
+                    errno: Some(errno), ..
+                }) => Some(crate::errno::name(nix::errno::Errno::from_raw(*errno))),
                 Err(other) => return Err(other.to_string()),
             };
             if let Err(err) = &outcome {
@@ -155,9 +172,25 @@ impl<'a> Orchestrator<'a> {
             let argv = self.argv(step)?;
             let stdin = step.stdin.as_deref().map(|s| self.expand(s)).transpose()?;
             let env = self.environment(&actor);
-            let cwd = self.actor_def(&actor).and_then(|a| a.cwd.clone()).unwrap_or_else(|| "/tmp".into());
-            let reply = self.request(&actor, &Request::Run { argv, env, cwd, stdin })?;
-            let Reply::Ran { exit, stdout, stderr } = reply else {
+            let cwd = self
+                .actor_def(&actor)
+                .and_then(|a| a.cwd.clone())
+                .unwrap_or_else(|| "/tmp".into());
+            let reply = self.request(
+                &actor,
+                &Request::Run {
+                    argv,
+                    env,
+                    cwd,
+                    stdin,
+                },
+            )?;
+            let Reply::Ran {
+                exit,
+                stdout,
+                stderr,
+            } = reply
+            else {
                 return Err(format!("actor `{actor}` answered a command with {reply:?}"));
             };
             record.exit = Some(exit);
@@ -179,7 +212,11 @@ impl<'a> Orchestrator<'a> {
         } else if let Some(argv) = &step.argv {
             format!("{:?}", argv.get_ref())
         } else if let Some(path) = &step.write {
-            format!("write {:?} to {}", step.content.as_deref().unwrap_or(""), path.get_ref())
+            format!(
+                "write {:?} to {}",
+                step.content.as_deref().unwrap_or(""),
+                path.get_ref()
+            )
         } else if let Some(name) = &step.start {
             format!("start actor `{}`", name.get_ref())
         } else {
@@ -189,7 +226,11 @@ impl<'a> Orchestrator<'a> {
 
     fn argv(&mut self, step: &Step) -> Result<Vec<String>, Abort> {
         if let Some(run) = &step.run {
-            Ok(vec!["/bin/sh".into(), "-c".into(), self.expand(run.get_ref())?])
+            Ok(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                self.expand(run.get_ref())?,
+            ])
         } else if let Some(argv) = &step.argv {
             argv.get_ref().iter().map(|a| self.expand(a)).collect()
         } else {
@@ -198,14 +239,11 @@ impl<'a> Orchestrator<'a> {
     }
 
     fn environment(&self, actor: &str) -> Vec<(String, String)> {
-        let mut env: BTreeMap<String, String> = [
-            ("PATH", COMMAND_PATH),
-            ("HOME", "/tmp"),
-            ("LC_ALL", "C"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut env: BTreeMap<String, String> =
+            [("PATH", COMMAND_PATH), ("HOME", "/tmp"), ("LC_ALL", "C")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         if let Some(def) = self.actor_def(actor) {
             env.extend(def.env.clone());
         }
@@ -214,7 +252,10 @@ impl<'a> Orchestrator<'a> {
 
     fn check_command(&mut self, step: &Step, record: &mut StepRecord) -> Result<(), Abort> {
         let exit = record.exit.unwrap_or(Exit::Code(-1));
-        let expected = step.status.as_ref().map_or(StatusExpectation::Code(0), |s| *s.get_ref());
+        let expected = step
+            .status
+            .as_ref()
+            .map_or(StatusExpectation::Code(0), |s| *s.get_ref());
         let status_ok = match (expected, exit) {
             (StatusExpectation::Word(StatusWord::Any), _) => true,
             (StatusExpectation::Word(StatusWord::Nonzero), exit) => exit != Exit::Code(0),
@@ -226,7 +267,11 @@ impl<'a> Orchestrator<'a> {
                 StatusExpectation::Word(StatusWord::Nonzero) => "a nonzero exit status".into(),
                 StatusExpectation::Word(StatusWord::Any) => "any status".into(),
             };
-            record.mismatches.push(Mismatch { what: "status".into(), expected, actual: exit.to_string() });
+            record.mismatches.push(Mismatch {
+                what: "status".into(),
+                expected,
+                actual: exit.to_string(),
+            });
         }
         for (what, pattern, actual) in [
             ("stdout", &step.stdout, record.stdout.clone()),
@@ -235,7 +280,11 @@ impl<'a> Orchestrator<'a> {
             if let Some(pattern) = pattern {
                 let expected = self.expand(pattern.get_ref())?;
                 if !matcher::matches(&expected, &actual) {
-                    record.mismatches.push(Mismatch { what: what.into(), expected, actual });
+                    record.mismatches.push(Mismatch {
+                        what: what.into(),
+                        expected,
+                        actual,
+                    });
                 }
             }
         }
@@ -246,7 +295,11 @@ impl<'a> Orchestrator<'a> {
         let expected = step.error.as_ref().map(|e| e.get_ref().clone());
         if expected != actual {
             let show = |e: &Option<String>| e.clone().unwrap_or_else(|| "success".into());
-            record.mismatches.push(Mismatch { what: "error".into(), expected: show(&expected), actual: show(&actual) });
+            record.mismatches.push(Mismatch {
+                what: "error".into(),
+                expected: show(&expected),
+                actual: show(&actual),
+            });
         }
     }
 
@@ -260,9 +313,11 @@ impl<'a> Orchestrator<'a> {
                 self.ensure_started(actor).map_err(|e| e.to_string())?;
                 Ok(self.actors[actor.as_str()].pid.to_string())
             }
-            Placeholder::Var(name) => {
-                self.vars.get(name).cloned().ok_or_else(|| format!("`{{{{var.{name}}}}}` was never captured"))
-            }
+            Placeholder::Var(name) => self
+                .vars
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("`{{{{var.{name}}}}}` was never captured")),
         })
     }
 
@@ -273,7 +328,12 @@ impl<'a> Orchestrator<'a> {
     fn request(&mut self, actor: &str, request: &Request) -> Result<Reply, Abort> {
         self.ensure_started(actor).map_err(|e| e.to_string())?;
         let live = &self.actors[actor];
-        let gone = || format!("actor `{actor}` (PID {}) has exited; it cannot run more steps", live.pid);
+        let gone = || {
+            format!(
+                "actor `{actor}` (PID {}) has exited; it cannot run more steps",
+                live.pid
+            )
+        };
         protocol::send(&live.control, request, None).map_err(|_| gone())?;
         match protocol::recv::<Reply>(&live.control) {
             Ok(Some(received)) => Ok(received.message),
@@ -283,7 +343,9 @@ impl<'a> Orchestrator<'a> {
 
     fn start(&mut self, name: &str) -> Result<(), StartError> {
         if self.actors.contains_key(name) {
-            return Err(StartError::Other(format!("actor `{name}` has already started")));
+            return Err(StartError::Other(format!(
+                "actor `{name}` has already started"
+            )));
         }
         self.ensure_started(name)
     }
@@ -294,8 +356,11 @@ impl<'a> Orchestrator<'a> {
             return Ok(());
         }
         let default = Actor::default();
-        let def = if name == HOST_ACTOR { &default } else {
-            self.actor_def(name).ok_or_else(|| StartError::Other(format!("unknown actor `{name}`")))?
+        let def = if name == HOST_ACTOR {
+            &default
+        } else {
+            self.actor_def(name)
+                .ok_or_else(|| StartError::Other(format!("unknown actor `{name}`")))?
         };
         let mut join_pid = None;
         if let Some(join) = &def.join {
@@ -308,42 +373,72 @@ impl<'a> Orchestrator<'a> {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StartError::Other(format!("cannot create cgroup {dir}: {e}")))?;
         }
-        let context = PlanContext { uid: self.ids.uid, gid: self.ids.gid, join_pid };
+        let context = PlanContext {
+            uid: self.ids.uid,
+            gid: self.ids.gid,
+            join_pid,
+        };
         let plan = plan(name, def, context);
-        let (ours, theirs) = protocol::control_pair().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
+        let (ours, theirs) =
+            protocol::control_pair().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
         if let Some(parent) = &def.parent {
             let parent = parent.get_ref().clone();
             self.ensure_started(&parent)?;
             let control = &self.actors[parent.as_str()].control;
             let request = Request::Spawn(Box::new(plan));
-            protocol::send(control, &request, Some(theirs.as_raw_fd()))
-                .map_err(|e| StartError::Other(format!("asking `{parent}` to create `{name}`: {e}")))?;
+            protocol::send(control, &request, Some(theirs.as_raw_fd())).map_err(|e| {
+                StartError::Other(format!("asking `{parent}` to create `{name}`: {e}"))
+            })?;
             drop(theirs);
             match protocol::recv::<Reply>(control) {
-                Ok(Some(protocol::Received { message: Reply::Spawned(Ok(())), .. })) => {}
-                Ok(Some(protocol::Received { message: Reply::Spawned(Err(e)), .. })) => {
-                    return Err(StartError::Other(format!("`{parent}` could not create `{name}`: {e}")))
+                Ok(Some(protocol::Received {
+                    message: Reply::Spawned(Ok(())),
+                    ..
+                })) => {}
+                Ok(Some(protocol::Received {
+                    message: Reply::Spawned(Err(e)),
+                    ..
+                })) => {
+                    return Err(StartError::Other(format!(
+                        "`{parent}` could not create `{name}`: {e}"
+                    )))
                 }
-                _ => return Err(StartError::Other(format!("actor `{parent}` exited while creating `{name}`"))),
+                _ => {
+                    return Err(StartError::Other(format!(
+                        "actor `{parent}` exited while creating `{name}`"
+                    )))
+                }
             }
         } else {
             spawn_actor(&plan, theirs).map_err(StartError::Other)?;
         }
         match protocol::recv::<Reply>(&ours) {
-            Ok(Some(protocol::Received { message: Reply::Ready, sender_pid: Some(pid), .. })) => {
-                self.actors.insert(name.to_string(), LiveActor { pid, control: ours });
+            Ok(Some(protocol::Received {
+                message: Reply::Ready,
+                sender_pid: Some(pid),
+                ..
+            })) => {
+                self.actors
+                    .insert(name.to_string(), LiveActor { pid, control: ours });
                 Ok(())
             }
-            Ok(Some(protocol::Received { message: Reply::SetupFailed { errno, message, .. }, .. })) => {
-                Err(StartError::Setup { actor: name.to_string(), errno, message })
-            }
+            Ok(Some(protocol::Received {
+                message: Reply::SetupFailed { errno, message, .. },
+                ..
+            })) => Err(StartError::Setup {
+                actor: name.to_string(),
+                errno,
+                message,
+            }),
             other => Err(StartError::Other(format!(
                 "actor `{name}` ended during setup without a word ({})",
-                match other { Err(e) => e.to_string(), _ => "no ready message".into() }
+                match other {
+                    Err(e) => e.to_string(),
+                    _ => "no ready message".into(),
+                }
             ))),
         }
     }
-
 }
 
 /// Why an actor did not start.

@@ -21,7 +21,10 @@ pub(crate) struct Cache {
 impl Cache {
     /// `Ok` when `feature` is available, otherwise why not.
     pub(crate) fn probe(&mut self, feature: Feature) -> Result<(), String> {
-        self.results.entry(feature).or_insert_with(|| probe_once(feature)).clone()
+        self.results
+            .entry(feature)
+            .or_insert_with(|| probe_once(feature))
+            .clone()
     }
 }
 
@@ -32,7 +35,9 @@ fn probe_once(feature: Feature) -> Result<(), String> {
             if std::path::Path::new(&path).exists() {
                 Ok(())
             } else {
-                Err(format!("this kernel has no {kind} namespaces ({path} is missing)"))
+                Err(format!(
+                    "this kernel has no {kind} namespaces ({path} is missing)"
+                ))
             }
         }
         Feature::Cgroup2 => match cgroup2_mount() {
@@ -45,7 +50,8 @@ fn probe_once(feature: Feature) -> Result<(), String> {
 
 /// Run `nsconform __probe FEATURE` and read its verdict.
 fn probe_in_child(feature: Feature) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the nsconform binary: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the nsconform binary: {e}"))?;
     let output = Command::new(exe)
         .arg("__probe")
         .arg(feature.to_string())
@@ -56,7 +62,11 @@ fn probe_in_child(feature: Feature) -> Result<(), String> {
         Ok(())
     } else {
         let reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        Err(if reason.is_empty() { format!("probe ended with {}", output.status) } else { reason })
+        Err(if reason.is_empty() {
+            format!("probe ended with {}", output.status)
+        } else {
+            reason
+        })
     }
 }
 
@@ -65,7 +75,8 @@ pub(crate) fn probe_here(feature: Feature) -> Result<(), String> {
     match feature {
         Feature::UnprivilegedUserns => {
             become_nobody()?;
-            unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare(CLONE_NEWUSER) as uid 65534: {e}"))
+            unshare(CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| format!("unshare(CLONE_NEWUSER) as uid 65534: {e}"))
         }
         Feature::Overlayfs => {
             unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
@@ -75,8 +86,13 @@ pub(crate) fn probe_here(feature: Feature) -> Result<(), String> {
             become_nobody()?;
             unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
                 .map_err(|e| format!("unshare(CLONE_NEWUSER|CLONE_NEWNS) as uid 65534: {e}"))?;
-            for (file, text) in [("setgroups", "deny"), ("uid_map", "0 65534 1"), ("gid_map", "0 65534 1")] {
-                std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("write {file}: {e}"))?;
+            for (file, text) in [
+                ("setgroups", "deny"),
+                ("uid_map", "0 65534 1"),
+                ("gid_map", "0 65534 1"),
+            ] {
+                std::fs::write(format!("/proc/self/{file}"), text)
+                    .map_err(|e| format!("write {file}: {e}"))?;
             }
             try_overlay()
         }
@@ -91,35 +107,71 @@ pub(crate) fn probe_here(feature: Feature) -> Result<(), String> {
 fn become_nobody() -> Result<(), String> {
     let nobody = 65534;
     nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setresgid(Gid::from_raw(nobody), Gid::from_raw(nobody), Gid::from_raw(nobody))
-        .map_err(|e| format!("setgid: {e}"))?;
-    nix::unistd::setresuid(Uid::from_raw(nobody), Uid::from_raw(nobody), Uid::from_raw(nobody))
-        .map_err(|e| format!("setuid: {e}"))
+    nix::unistd::setresgid(
+        Gid::from_raw(nobody),
+        Gid::from_raw(nobody),
+        Gid::from_raw(nobody),
+    )
+    .map_err(|e| format!("setgid: {e}"))?;
+    nix::unistd::setresuid(
+        Uid::from_raw(nobody),
+        Uid::from_raw(nobody),
+        Uid::from_raw(nobody),
+    )
+    .map_err(|e| format!("setuid: {e}"))?;
+    // Keep /proc/self owned by the new uid, as after an exec.
+    nix::sys::prctl::set_dumpable(true).map_err(|e| format!("set dumpable: {e}"))
 }
 
 fn try_overlay() -> Result<(), String> {
     let fail = |what: &str, e: nix::Error| format!("{what}: {e}");
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| fail("make / private", e))?;
-    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(|e| fail("mount tmpfs on /tmp", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| fail("make / private", e))?;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| fail("mount tmpfs on /tmp", e))?;
     for dir in ["lower", "upper", "work", "merged"] {
         std::fs::create_dir(format!("/tmp/{dir}")).map_err(|e| format!("mkdir /tmp/{dir}: {e}"))?;
     }
     let options = "lowerdir=/tmp/lower,upperdir=/tmp/upper,workdir=/tmp/work";
-    mount(Some("overlay"), "/tmp/merged", Some("overlay"), MsFlags::empty(), Some(options))
-        .map_err(|e| fail("mount -t overlay", e))
+    mount(
+        Some("overlay"),
+        "/tmp/merged",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options),
+    )
+    .map_err(|e| fail("mount -t overlay", e))
 }
 
 fn try_link(kind: LinkKind) -> Result<(), String> {
-    let ip = find_on_path("ip").ok_or("`ip` (iproute2) is needed to probe link kinds and is not on PATH")?;
+    let ip = find_on_path("ip")
+        .ok_or("`ip` (iproute2) is needed to probe link kinds and is not on PATH")?;
     let batch = match kind {
         LinkKind::Veth => "link add p0 type veth peer name p1\n",
         LinkKind::Bridge => "link add b0 type bridge\n",
         LinkKind::Dummy => "link add d0 type dummy\n",
         LinkKind::Vxlan => "link add x0 type vxlan id 42 dstport 4789 local 127.0.0.1\n",
-        LinkKind::Macvlan => "link add p0 type veth peer name p1\nlink add m0 link p0 type macvlan mode bridge\n",
-        LinkKind::Ipvlan => "link add p0 type veth peer name p1\nlink add i0 link p0 type ipvlan mode l2\n",
-        LinkKind::Vlan => "link add p0 type veth peer name p1\nlink add link p0 name v0 type vlan id 10\n",
+        LinkKind::Macvlan => {
+            "link add p0 type veth peer name p1\nlink add m0 link p0 type macvlan mode bridge\n"
+        }
+        LinkKind::Ipvlan => {
+            "link add p0 type veth peer name p1\nlink add i0 link p0 type ipvlan mode l2\n"
+        }
+        LinkKind::Vlan => {
+            "link add p0 type veth peer name p1\nlink add link p0 name v0 type vlan id 10\n"
+        }
     };
     let mut child = Command::new(ip)
         .args(["-batch", "-"])
@@ -129,14 +181,25 @@ fn try_link(kind: LinkKind) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot run ip: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(batch.as_bytes()).map_err(|e| format!("feeding ip: {e}"))?;
+        stdin
+            .write_all(batch.as_bytes())
+            .map_err(|e| format!("feeding ip: {e}"))?;
     }
-    let output = child.wait_with_output().map_err(|e| format!("waiting for ip: {e}"))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for ip: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
         let said = String::from_utf8_lossy(&output.stderr);
-        let said = said.lines().find(|l| l.contains("rror")).unwrap_or(said.trim());
-        Err(format!("the kernel cannot create {} links ({})", kind.name(), said.trim()))
+        let said = said
+            .lines()
+            .find(|l| l.contains("rror"))
+            .unwrap_or(said.trim());
+        Err(format!(
+            "the kernel cannot create {} links ({})",
+            kind.name(),
+            said.trim()
+        ))
     }
 }

@@ -140,10 +140,15 @@ impl ScenarioReport {
             }
             Outcome::TimedOut { step, limit_ms } => {
                 let place = match step.and_then(|n| self.steps.iter().find(|s| s.number == n)) {
-                    Some(s) => format!(" in step {} ({}:{}), actor `{}`: {}", s.number, self.path, s.line, s.actor, s.action),
+                    Some(s) => format!(
+                        " in step {} ({}:{}), actor `{}`: {}",
+                        s.number, self.path, s.line, s.actor, s.action
+                    ),
                     None => String::new(),
                 };
-                text.push_str(&format!("timed out after {limit_ms} ms{place}; everything it started was killed\n"));
+                text.push_str(&format!(
+                    "timed out after {limit_ms} ms{place}; everything it started was killed\n"
+                ));
             }
         }
         if !self.log.trim().is_empty() {

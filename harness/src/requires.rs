@@ -101,18 +101,25 @@ impl Feature {
 
 /// Parse a feature name as written in `requires.features`.
 pub(crate) fn parse_feature(name: &str) -> Result<Feature, String> {
-    Feature::all().into_iter().find(|f| f.to_string() == name).ok_or_else(|| {
-        let known: Vec<String> = Feature::all().iter().map(ToString::to_string).collect();
-        format!("unknown feature `{name}` (known: {})", known.join(", "))
-    })
+    Feature::all()
+        .into_iter()
+        .find(|f| f.to_string() == name)
+        .ok_or_else(|| {
+            let known: Vec<String> = Feature::all().iter().map(ToString::to_string).collect();
+            format!("unknown feature `{name}` (known: {})", known.join(", "))
+        })
 }
 
 /// Parse a duration such as `10s`, `500ms` or `2m`.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let invalid = || format!("invalid duration `{text}`: expected a whole number with ms, s or m, e.g. \"10s\"");
+    let invalid = || {
+        format!("invalid duration `{text}`: expected a whole number with ms, s or m, e.g. \"10s\"")
+    };
     let number: u64 = number.parse().map_err(|_| invalid())?;
     let duration = match unit {
         "ms" => Duration::from_millis(number),
@@ -128,8 +135,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parse a kernel version range such as `">=5.6, <6.1"`.
 pub(crate) fn parse_kernel_range(text: &str) -> Result<semver::VersionReq, String> {
-    semver::VersionReq::parse(text)
-        .map_err(|err| format!("invalid kernel version range `{text}`: {err} (e.g. \">=5.6, <6.1\")"))
+    semver::VersionReq::parse(text).map_err(|err| {
+        format!("invalid kernel version range `{text}`: {err} (e.g. \">=5.6, <6.1\")")
+    })
 }
 
 /// The running kernel's version as `major.minor.patch`, from a release like `6.1.0-18-amd64`.
@@ -155,7 +163,12 @@ pub(crate) fn implied_features(scenario: &Scenario) -> Vec<Feature> {
         .filter_map(|f| parse_feature(f.get_ref()).ok())
         .collect();
     for actor in scenario.actors.values() {
-        features.extend(actor.unshare.iter().map(|k| Feature::Namespace(*k.get_ref())));
+        features.extend(
+            actor
+                .unshare
+                .iter()
+                .map(|k| Feature::Namespace(*k.get_ref())),
+        );
         if actor.cgroup.is_some() {
             features.push(Feature::Cgroup2);
         }
@@ -169,7 +182,8 @@ pub(crate) fn implied_features(scenario: &Scenario) -> Vec<Feature> {
 pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<(), String> {
     let requires: &Requires = &scenario.requires;
     if requires.root && !nix::unistd::geteuid().is_root() {
-        return Err("requires root (the harness runs as uid {})".replace("{}", &nix::unistd::geteuid().to_string()));
+        return Err("requires root (the harness runs as uid {})"
+            .replace("{}", &nix::unistd::geteuid().to_string()));
     }
     if let Some(range) = &requires.kernel {
         let release = nix::sys::utsname::uname()
@@ -178,12 +192,20 @@ pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<()
         let wanted = parse_kernel_range(range.get_ref())?;
         match kernel_version(&release) {
             Some(version) if wanted.matches(&version) => {}
-            _ => return Err(format!("requires kernel {} (running {release})", range.get_ref())),
+            _ => {
+                return Err(format!(
+                    "requires kernel {} (running {release})",
+                    range.get_ref()
+                ))
+            }
         }
     }
     for command in &requires.commands {
         if find_on_path(command.get_ref()).is_none() {
-            return Err(format!("requires command `{}`, not found on PATH", command.get_ref()));
+            return Err(format!(
+                "requires command `{}`, not found on PATH",
+                command.get_ref()
+            ));
         }
     }
     for feature in implied_features(scenario) {
@@ -195,14 +217,20 @@ pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<()
 }
 
 /// The fixed `PATH` every command runs with.
-pub(crate) const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const COMMAND_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Find `program` in [`COMMAND_PATH`].
 pub(crate) fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    COMMAND_PATH.split(':').map(|dir| Path::new(dir).join(program)).find(|candidate| {
-        candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    COMMAND_PATH
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 #[cfg(test)]
@@ -236,7 +264,9 @@ mod tests {
         for feature in Feature::all() {
             assert_eq!(parse_feature(&feature.to_string()), Ok(feature));
         }
-        assert!(parse_feature("link:warp").unwrap_err().contains("unknown feature"));
+        assert!(parse_feature("link:warp")
+            .unwrap_err()
+            .contains("unknown feature"));
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, String> {
         if path.is_dir() {
             walk(path, path, &mut found).map_err(|e| format!("{}: {e}", path.display()))?;
         } else if path.is_file() {
-            found.push(ScenarioFile { name: name_of(path, None), path: path.clone() });
+            found.push(ScenarioFile {
+                name: name_of(path, None),
+                path: path.clone(),
+            });
         } else {
             return Err(format!("{}: no such file or directory", path.display()));
         }
@@ -51,7 +54,10 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<ScenarioFile>) -> std::io::Resu
         if entry.file_type()?.is_dir() {
             walk(root, &path, found)?;
         } else if path.extension().is_some_and(|e| e == "toml") {
-            found.push(ScenarioFile { name: name_of(&path, Some(root)), path });
+            found.push(ScenarioFile {
+                name: name_of(&path, Some(root)),
+                path,
+            });
         }
     }
     Ok(())
@@ -59,11 +65,20 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<ScenarioFile>) -> std::io::Resu
 
 fn name_of(path: &Path, root: Option<&Path>) -> String {
     let base = root.map(Path::to_path_buf).or_else(|| {
-        path.ancestors().find(|a| a.file_name().is_some_and(|n| n == "scenarios")).map(Path::to_path_buf)
+        path.ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == "scenarios"))
+            .map(Path::to_path_buf)
     });
-    let relative = base.as_deref().and_then(|b| path.strip_prefix(b).ok()).unwrap_or(path);
+    let relative = base
+        .as_deref()
+        .and_then(|b| path.strip_prefix(b).ok())
+        .unwrap_or(path);
     let text = relative.with_extension("").to_string_lossy().into_owned();
-    if text.is_empty() { path.display().to_string() } else { text }
+    if text.is_empty() {
+        path.display().to_string()
+    } else {
+        text
+    }
 }
 
 /// Run `file` in a fresh `nsconform __supervise` process (`exe` is the nsconform binary).
@@ -72,7 +87,9 @@ fn name_of(path: &Path, root: Option<&Path>) -> String {
 /// harness cannot hang the caller either.
 pub fn run_isolated(exe: &Path, file: &ScenarioFile) -> ScenarioReport {
     let started = Instant::now();
-    let limit = load_file(&file.path).map(|l| timeout_of(&l)).unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
+    let limit = load_file(&file.path)
+        .map(|l| timeout_of(&l))
+        .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
     let backstop = limit + Duration::from_secs(30);
     let failure = |reason: String| ScenarioReport {
         name: file.name.clone(),
@@ -95,23 +112,30 @@ pub fn run_isolated(exe: &Path, file: &ScenarioFile) -> ScenarioReport {
         Ok(child) => child,
         Err(err) => return failure(format!("cannot start {}: {err}", exe.display())),
     };
-    let mut stdout = child.stdout.take().map(|mut s| std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text
-    }));
-    let mut stderr = child.stderr.take().map(|mut s| std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text
-    }));
+    let mut stdout = child.stdout.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        })
+    });
+    let mut stderr = child.stderr.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        })
+    });
     let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
     let ended = match &pidfd {
         Some(fd) => {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
             let millis = i32::try_from(backstop.as_millis()).unwrap_or(i32::MAX);
             loop {
-                match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
+                match poll(
+                    &mut fds,
+                    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+                ) {
                     Err(nix::errno::Errno::EINTR) => continue,
                     Ok(0) => break false,
                     _ => break true,
@@ -124,16 +148,27 @@ pub fn run_isolated(exe: &Path, file: &ScenarioFile) -> ScenarioReport {
         let _ = child.kill();
     }
     let status = child.wait().ok().filter(|_| ended);
-    let out = stdout.take().and_then(|t| t.join().ok()).unwrap_or_default();
-    let log = stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
+    let out = stdout
+        .take()
+        .and_then(|t| t.join().ok())
+        .unwrap_or_default();
+    let log = stderr
+        .take()
+        .and_then(|t| t.join().ok())
+        .unwrap_or_default();
     let Some(status) = status else {
-        return failure(format!("the supervisor did not end within {} s and was killed\n{log}", backstop.as_secs()));
+        return failure(format!(
+            "the supervisor did not end within {} s and was killed\n{log}",
+            backstop.as_secs()
+        ));
     };
     match serde_json::from_str::<ScenarioReport>(&out) {
         Ok(mut report) => {
             report.log.push_str(&log);
             report
         }
-        Err(err) => failure(format!("the supervisor ({status}) gave no report ({err})\n{log}")),
+        Err(err) => failure(format!(
+            "the supervisor ({status}) gave no report ({err})\n{log}"
+        )),
     }
 }

@@ -16,30 +16,57 @@ pub(crate) struct StandInError {
 }
 
 fn step(what: &str, result: nix::Result<()>) -> Result<(), StandInError> {
-    result.map_err(|errno| StandInError { what: what.to_string(), source: errno.into() })
+    result.map_err(|errno| StandInError {
+        what: what.to_string(),
+        source: errno.into(),
+    })
 }
 
 fn mount_fs(fstype: &str, target: &str, data: Option<&str>) -> Result<(), StandInError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    step(&format!("mount {fstype} on {target}"), mount(Some(fstype), target, Some(fstype), flags, data))
+    step(
+        &format!("mount {fstype} on {target}"),
+        mount(Some(fstype), target, Some(fstype), flags, data),
+    )
 }
 
 /// Prepare the stand-in host. Must run in the new mount, pid and net namespaces.
 pub(crate) fn prepare(cgroup2: bool) -> Result<(), StandInError> {
-    let root = |flags: MsFlags| mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | flags, None::<&str>);
+    let root = |flags: MsFlags| {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | flags,
+            None::<&str>,
+        )
+    };
     // First of all: nothing mounted from now on may propagate to the machine.
     step("make / private", root(MsFlags::MS_PRIVATE))?;
     // Then look like a systemd host, whose mounts are shared (new peer groups, ours alone).
     step("make / shared", root(MsFlags::MS_SHARED))?;
     let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    step("mount proc on /proc", mount(Some("proc"), "/proc", Some("proc"), proc_flags, None::<&str>))?;
+    step(
+        "mount proc on /proc",
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            proc_flags,
+            None::<&str>,
+        ),
+    )?;
     mount_fs("sysfs", "/sys", None)?;
     if cgroup2 {
         mount_fs("cgroup2", "/sys/fs/cgroup", None)?;
     }
     mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
     mount_fs("tmpfs", "/run", Some("mode=755"))?;
-    for (dir, mode) in [("/run/netns", 0o755), ("/run/lock", 0o1777), ("/run/mount", 0o755)] {
+    for (dir, mode) in [
+        ("/run/netns", 0o755),
+        ("/run/lock", 0o1777),
+        ("/run/mount", 0o755),
+    ] {
         create_dir(dir, mode)?;
     }
     if std::path::Path::new("/dev/shm").is_dir() {
@@ -48,8 +75,10 @@ pub(crate) fn prepare(cgroup2: bool) -> Result<(), StandInError> {
     if std::path::Path::new("/dev/mqueue").is_dir() {
         mount_fs("mqueue", "/dev/mqueue", None)?;
     }
-    crate::sys::set_loopback_up()
-        .map_err(|source| StandInError { what: "set lo up".into(), source })?;
+    crate::sys::set_loopback_up().map_err(|source| StandInError {
+        what: "set lo up".into(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -59,5 +88,8 @@ fn create_dir(dir: &str, mode: u32) -> Result<(), StandInError> {
         .mode(mode)
         .create(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
-        .map_err(|source| StandInError { what: format!("create {dir}"), source })
+        .map_err(|source| StandInError {
+            what: format!("create {dir}"),
+            source,
+        })
 }

@@ -37,7 +37,11 @@ fn standin_flags() -> CloneFlags {
 
 /// `NSCONFORM_TIMEOUT_SCALE` (e.g. `20` inside an emulated VM), default 1.
 pub(crate) fn timeout_scale() -> f64 {
-    std::env::var("NSCONFORM_TIMEOUT_SCALE").ok().and_then(|s| s.parse().ok()).filter(|s: &f64| *s > 0.0).unwrap_or(1.0)
+    std::env::var("NSCONFORM_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0)
 }
 
 /// The scenario's effective time limit.
@@ -64,9 +68,15 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
     };
     report.outcome = match load_file(path) {
         Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {
-            message: diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            message: diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
         },
-        Err(err) => Outcome::Invalid { message: err.to_string() },
+        Err(err) => Outcome::Invalid {
+            message: err.to_string(),
+        },
         Ok(loaded) => {
             let mut probes = probe::Cache::default();
             match requires::check(&loaded.scenario, &mut probes) {
@@ -89,14 +99,20 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
     }
     let limit = timeout_of(loaded);
     let outcome = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Err(e) => Outcome::Failed { step: None, reason: format!("pipe: {e}") },
+        Err(e) => Outcome::Failed {
+            step: None,
+            reason: format!("pipe: {e}"),
+        },
         Ok((events_in, events_out)) => {
             let forked = match mode {
                 HostMode::StandIn => sys::fork_into_new_namespaces(standin_flags()),
                 HostMode::Real => sys::fork(),
             };
             match forked {
-                Err(e) => Outcome::Failed { step: None, reason: format!("cannot create the stand-in host: {e}") },
+                Err(e) => Outcome::Failed {
+                    step: None,
+                    reason: format!("cannot create the stand-in host: {e}"),
+                },
                 Ok(ForkResult::Child) => {
                     drop(events_in);
                     std::process::exit(orchestrate(loaded, events_out, mode, cgroup.is_some()))
@@ -113,14 +129,20 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
     };
     let cleanup = cgroup.map(ScenarioCgroup::destroy).unwrap_or(Ok(()));
     match (outcome, cleanup) {
-        (Outcome::Passed, Err(leak)) => Outcome::Failed { step: None, reason: format!("cleanup failed: {leak}") },
+        (Outcome::Passed, Err(leak)) => Outcome::Failed {
+            step: None,
+            reason: format!("cleanup failed: {leak}"),
+        },
         (outcome, _) => outcome,
     }
 }
 
 /// The orchestrator process: make the stand-in host, then run the steps.
 fn orchestrate(loaded: &LoadedScenario, events: OwnedFd, mode: HostMode, cgroup2: bool) -> i32 {
-    let ids = HarnessIds { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
+    let ids = HarnessIds {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+    };
     let orchestrator = Orchestrator::new(loaded, File::from(events), ids);
     match mode {
         HostMode::StandIn => {
@@ -178,7 +200,12 @@ fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecor
     let mut running = None;
     for line in buffer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice::<Event>(line) {
-            Ok(Event::StepStarted { number, line, actor, action }) => {
+            Ok(Event::StepStarted {
+                number,
+                line,
+                actor,
+                action,
+            }) => {
                 running = Some(number);
                 steps.push(StepRecord {
                     number,
@@ -204,7 +231,10 @@ fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecor
                     steps.push(record);
                 }
                 if failed {
-                    outcome = Some(Outcome::Failed { step: Some(number), reason: format!("step {number} did not behave as expected") });
+                    outcome = Some(Outcome::Failed {
+                        step: Some(number),
+                        reason: format!("step {number} did not behave as expected"),
+                    });
                 }
             }
             Ok(Event::Aborted { step, reason }) => {
@@ -212,16 +242,21 @@ fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecor
             }
             Ok(Event::Finished) => outcome = outcome.or(Some(Outcome::Passed)),
             Err(err) => {
-                outcome = Some(Outcome::Failed { step: running, reason: format!("garbled event from the orchestrator: {err}") })
+                outcome = Some(Outcome::Failed {
+                    step: running,
+                    reason: format!("garbled event from the orchestrator: {err}"),
+                })
             }
         }
     }
     if timed_out {
-        return Outcome::TimedOut { step: running, limit_ms: limit.as_millis() as u64 };
+        return Outcome::TimedOut {
+            step: running,
+            limit_ms: limit.as_millis() as u64,
+        };
     }
     outcome.unwrap_or_else(|| Outcome::Failed {
         step: running,
         reason: format!("the orchestrator ended without finishing ({status:?})"),
     })
 }
-

@@ -49,12 +49,21 @@ pub(crate) fn fork_into_new_namespaces(flags: CloneFlags) -> nix::Result<ForkRes
     // of the address space and continues from here. Single-threaded (checked above), so no
     // lock can be held by a thread that does not exist in the child.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone, raw, std::ptr::null_mut::<libc::c_void>(), 0usize, 0usize, 0usize)
+        libc::syscall(
+            libc::SYS_clone,
+            raw,
+            std::ptr::null_mut::<libc::c_void>(),
+            0usize,
+            0usize,
+            0usize,
+        )
     };
     match ret {
         -1 => Err(nix::errno::Errno::last()),
         0 => Ok(ForkResult::Child),
-        pid => Ok(ForkResult::Parent { child: Pid::from_raw(pid as libc::pid_t) }),
+        pid => Ok(ForkResult::Parent {
+            child: Pid::from_raw(pid as libc::pid_t),
+        }),
     }
 }
 
@@ -89,7 +98,13 @@ pub(crate) fn drop_bounding_set() -> nix::Result<()> {
 pub(crate) fn clear_ambient_capabilities() -> nix::Result<()> {
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integer arguments only and touches no memory.
     let ret = unsafe {
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
     };
     if ret == -1 {
         return Err(nix::errno::Errno::last());
@@ -124,7 +139,6 @@ pub(crate) fn set_loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-
 /// Take ownership of a descriptor the kernel just handed over (e.g. by `SCM_RIGHTS`).
 pub(crate) fn own_fd(raw: std::os::fd::RawFd) -> OwnedFd {
     // SAFETY: callers pass only descriptors freshly received from the kernel, which nothing
@@ -147,4 +161,3 @@ pub(crate) fn close_other_fds(keep: &[std::os::fd::RawFd]) {
         let _ = nix::unistd::close(fd);
     }
 }
-

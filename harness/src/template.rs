@@ -80,11 +80,13 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Segment>, TemplateError> {
 }
 
 fn placeholder(name: &str, offset: usize) -> Result<Placeholder, TemplateError> {
-    let unknown = || TemplateError {
+    let unknown = || {
+        TemplateError {
         offset,
         message: format!(
             "unknown placeholder `{{{{{name}}}}}`: expected hostname, uid, gid, pid.ACTOR or var.NAME"
         ),
+    }
     };
     match name {
         "hostname" => Ok(Placeholder::Hostname),
@@ -176,9 +178,17 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["{{hostname}}", "{{uid}}", "{{gid}}", "{{pid.a}}", "{{var.b}}"] {
+        for text in [
+            "{{hostname}}",
+            "{{uid}}",
+            "{{gid}}",
+            "{{pid.a}}",
+            "{{var.b}}",
+        ] {
             let segments = parse(text).unwrap();
-            let Segment::Placeholder(p, _) = &segments[0] else { panic!() };
+            let Segment::Placeholder(p, _) = &segments[0] else {
+                panic!()
+            };
             assert_eq!(p.to_string(), text);
         }
     }

@@ -31,8 +31,15 @@ pub(crate) fn serve(control: &OwnedFd) {
             Ok(None) | Err(_) => return,
         };
         let reply = match received.message {
-            Request::Run { argv, env, cwd, stdin } => run_command(&argv, &env, &cwd, stdin.as_deref()),
-            Request::Write { path, content } => Reply::Wrote(write_once(&path, &content).err().map(|e| e as i32)),
+            Request::Run {
+                argv,
+                env,
+                cwd,
+                stdin,
+            } => run_command(&argv, &env, &cwd, stdin.as_deref()),
+            Request::Write { path, content } => {
+                Reply::Wrote(write_once(&path, &content).err().map(|e| e as i32))
+            }
             Request::Spawn(plan) => match received.fd {
                 Some(fd) => Reply::Spawned(spawn_actor(&plan, fd).map(|_| ())),
                 None => Reply::Spawned(Err("spawn request without a control socket".to_string())),
@@ -57,7 +64,11 @@ fn reap_orphans() {
 
 fn run_command(argv: &[String], env: &[(String, String)], cwd: &str, stdin: Option<&str>) -> Reply {
     let Some((program, args)) = argv.split_first() else {
-        return Reply::Ran { exit: Exit::Code(127), stdout: String::new(), stderr: "empty command\n".into() };
+        return Reply::Ran {
+            exit: Exit::Code(127),
+            stdout: String::new(),
+            stderr: "empty command\n".into(),
+        };
     };
     let mut command = Command::new(program);
     command
@@ -65,13 +76,21 @@ fn run_command(argv: &[String], env: &[(String, String)], cwd: &str, stdin: Opti
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     match command.spawn() {
         Ok(child) => collect(child, stdin.unwrap_or("")),
         Err(err) => {
-            let code = if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let code = if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             Reply::Ran {
                 exit: Exit::Code(code),
                 stdout: String::new(),
@@ -115,7 +134,10 @@ fn collect(mut child: Child, input: &str) -> Reply {
             Err(_) => break,
         }
         let exited = pidfd.is_some()
-            && fds.last().and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+            && fds
+                .last()
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty());
         let ready: Vec<usize> = which
             .iter()
             .zip(&fds)
@@ -124,7 +146,11 @@ fn collect(mut child: Child, input: &str) -> Reply {
             .collect();
         drop(fds);
         for index in ready {
-            let (fd, buffer) = if index == 0 { (&stdout, &mut out) } else { (&stderr, &mut err) };
+            let (fd, buffer) = if index == 0 {
+                (&stdout, &mut out)
+            } else {
+                (&stderr, &mut err)
+            };
             if let Some(fd) = fd {
                 if !read_some(fd, buffer) {
                     open[index] = false;
@@ -154,7 +180,11 @@ fn collect(mut child: Child, input: &str) -> Reply {
         }
         Err(_) => Exit::Code(-1),
     };
-    Reply::Ran { exit, stdout: text(out), stderr: text(err) }
+    Reply::Ran {
+        exit,
+        stdout: text(out),
+        stderr: text(err),
+    }
 }
 
 /// Read once into `buffer`; false at end of file or when nothing more is available.

@@ -99,7 +99,11 @@ pub(crate) fn plan(name: &str, actor: &Actor, context: PlanContext) -> ActorPlan
     let (uid, gid) = match actor.user {
         Some(uid) => {
             let gid = actor.group.unwrap_or(uid);
-            ops.push(SetupOp::DropPrivileges { uid, gid, groups: actor.groups.clone() });
+            ops.push(SetupOp::DropPrivileges {
+                uid,
+                gid,
+                groups: actor.groups.clone(),
+            });
             (uid, gid)
         }
         None => (context.uid, context.gid),
@@ -134,7 +138,9 @@ pub(crate) fn plan(name: &str, actor: &Actor, context: PlanContext) -> ActorPlan
         }
     }
     if creates(NsKind::Time) {
-        ops.push(SetupOp::WriteTimeOffsets(actor.time_offsets.unwrap_or_default()));
+        ops.push(SetupOp::WriteTimeOffsets(
+            actor.time_offsets.unwrap_or_default(),
+        ));
     }
     if creates(NsKind::Mount) {
         match actor.propagation.unwrap_or(Propagation::Private) {
@@ -148,8 +154,14 @@ pub(crate) fn plan(name: &str, actor: &Actor, context: PlanContext) -> ActorPlan
     if actor.mount_proc {
         ops.push(SetupOp::MountProc);
     }
-    ops.push(SetupOp::Chdir(actor.cwd.clone().unwrap_or_else(|| DEFAULT_CWD.to_string())));
-    ActorPlan { name: name.to_string(), ops, parent_maps }
+    ops.push(SetupOp::Chdir(
+        actor.cwd.clone().unwrap_or_else(|| DEFAULT_CWD.to_string()),
+    ));
+    ActorPlan {
+        name: name.to_string(),
+        ops,
+        parent_maps,
+    }
 }
 
 fn sorted(mut kinds: Vec<NsKind>) -> Vec<NsKind> {
@@ -195,7 +207,11 @@ mod tests {
         scenario.actors.into_values().next().unwrap()
     }
 
-    const ROOT: PlanContext = PlanContext { uid: 0, gid: 0, join_pid: None };
+    const ROOT: PlanContext = PlanContext {
+        uid: 0,
+        gid: 0,
+        join_pid: None,
+    };
 
     #[test]
     fn host_actor_only_changes_directory() {
@@ -210,7 +226,11 @@ mod tests {
         assert_eq!(
             plan.ops,
             vec![
-                SetupOp::DropPrivileges { uid: 1000, gid: 1000, groups: vec![] },
+                SetupOp::DropPrivileges {
+                    uid: 1000,
+                    gid: 1000,
+                    groups: vec![]
+                },
                 SetupOp::Unshare(vec![NsKind::User, NsKind::Uts]),
                 SetupOp::WriteOwnMaps(MapSpec {
                     uid: vec!["0 1000 1".into()],
@@ -254,7 +274,9 @@ mod tests {
     fn self_written_gid_map_denies_setgroups_by_default() {
         let a = actor("unshare = [\"user\"]\nmap = { uid = [\"0 0 1\"], gid = [\"0 0 1\"], writer = \"self\" }");
         let plan = plan("a", &a, ROOT);
-        let SetupOp::WriteOwnMaps(spec) = &plan.ops[1] else { panic!("{:?}", plan.ops) };
+        let SetupOp::WriteOwnMaps(spec) = &plan.ops[1] else {
+            panic!("{:?}", plan.ops)
+        };
         assert_eq!(spec.setgroups, Some(SetGroups::Deny));
     }
 
@@ -262,14 +284,22 @@ mod tests {
     fn no_map_writes_nothing() {
         let a = actor("unshare = [\"user\"]");
         let plan = plan("a", &a, ROOT);
-        assert_eq!(plan.ops, vec![SetupOp::Unshare(vec![NsKind::User]), SetupOp::Chdir("/tmp".into())]);
+        assert_eq!(
+            plan.ops,
+            vec![
+                SetupOp::Unshare(vec![NsKind::User]),
+                SetupOp::Chdir("/tmp".into())
+            ]
+        );
     }
 
     #[test]
     fn time_offsets_come_before_the_fork() {
         let a = actor("unshare = [\"time\"]\ntime_offsets = { boottime = 86400 }");
         let ops = plan("a", &a, ROOT).ops;
-        let offsets = ops.iter().position(|o| matches!(o, SetupOp::WriteTimeOffsets(t) if t.boottime == 86400));
+        let offsets = ops
+            .iter()
+            .position(|o| matches!(o, SetupOp::WriteTimeOffsets(t) if t.boottime == 86400));
         let fork = ops.iter().position(|o| *o == SetupOp::ForkChild);
         assert!(offsets.unwrap() < fork.unwrap(), "{ops:?}");
     }
@@ -277,24 +307,56 @@ mod tests {
     #[test]
     fn joining_all_namespaces_forks_into_the_pid_namespace() {
         let a = actor("join = \"b\"");
-        let ops = plan("a", &a, PlanContext { join_pid: Some(42), ..ROOT }).ops;
-        assert_eq!(ops[0], SetupOp::Join { pid: 42, kinds: NsKind::ALL.to_vec(), all: true });
+        let ops = plan(
+            "a",
+            &a,
+            PlanContext {
+                join_pid: Some(42),
+                ..ROOT
+            },
+        )
+        .ops;
+        assert_eq!(
+            ops[0],
+            SetupOp::Join {
+                pid: 42,
+                kinds: NsKind::ALL.to_vec(),
+                all: true
+            }
+        );
         assert_eq!(ops[1], SetupOp::ForkChild);
     }
 
     #[test]
     fn joining_only_uts_does_not_fork() {
         let a = actor("join = { actor = \"b\", namespaces = [\"uts\"] }");
-        let ops = plan("a", &a, PlanContext { join_pid: Some(42), ..ROOT }).ops;
-        assert_eq!(ops, vec![
-            SetupOp::Join { pid: 42, kinds: vec![NsKind::Uts], all: false },
-            SetupOp::Chdir("/tmp".into()),
-        ]);
+        let ops = plan(
+            "a",
+            &a,
+            PlanContext {
+                join_pid: Some(42),
+                ..ROOT
+            },
+        )
+        .ops;
+        assert_eq!(
+            ops,
+            vec![
+                SetupOp::Join {
+                    pid: 42,
+                    kinds: vec![NsKind::Uts],
+                    all: false
+                },
+                SetupOp::Chdir("/tmp".into()),
+            ]
+        );
     }
 
     #[test]
     fn cgroup_placement_comes_first_while_still_privileged() {
-        let a = actor("cgroup = \"inner\"\nuser = 1000\nunshare = [\"user\", \"cgroup\"]\nmap = \"root\"");
+        let a = actor(
+            "cgroup = \"inner\"\nuser = 1000\nunshare = [\"user\", \"cgroup\"]\nmap = \"root\"",
+        );
         let ops = plan("a", &a, ROOT).ops;
         assert_eq!(ops[0], SetupOp::EnterCgroup("inner".into()));
         assert!(matches!(ops[1], SetupOp::DropPrivileges { .. }));

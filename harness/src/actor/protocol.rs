@@ -105,7 +105,11 @@ pub(crate) fn control_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Send `message` as one frame, with `fd` attached when given.
-pub(crate) fn send<T: Serialize>(socket: &OwnedFd, message: &T, fd: Option<RawFd>) -> Result<(), Errno> {
+pub(crate) fn send<T: Serialize>(
+    socket: &OwnedFd,
+    message: &T,
+    fd: Option<RawFd>,
+) -> Result<(), Errno> {
     let body = serde_json::to_vec(message).map_err(|_| Errno::EINVAL)?;
     let mut frame = (body.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(&body);
@@ -149,7 +153,12 @@ pub(crate) fn recv<T: DeserializeOwned>(socket: &OwnedFd) -> Result<Option<Recei
     while got < header.len() {
         let mut cmsg = nix::cmsg_space!([RawFd; 1], nix::sys::socket::UnixCredentials);
         let mut iov = [IoSliceMut::new(&mut header[got..])];
-        let msg = match recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        let msg = match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Ok(msg) => msg,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
@@ -166,7 +175,11 @@ pub(crate) fn recv<T: DeserializeOwned>(socket: &OwnedFd) -> Result<Option<Recei
             }
         }
         if msg.bytes == 0 {
-            return if got == 0 { Ok(None) } else { Err(Errno::EPIPE) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(Errno::EPIPE)
+            };
         }
         got += msg.bytes;
     }
@@ -185,7 +198,11 @@ pub(crate) fn recv<T: DeserializeOwned>(socket: &OwnedFd) -> Result<Option<Recei
         }
     }
     let message = serde_json::from_slice(&body).map_err(|_| Errno::EBADMSG)?;
-    Ok(Some(Received { message, fd, sender_pid }))
+    Ok(Some(Received {
+        message,
+        fd,
+        sender_pid,
+    }))
 }
 
 fn owned(raw: RawFd) -> OwnedFd {
@@ -214,7 +231,16 @@ mod tests {
         let (ours, theirs) = control_pair().unwrap();
         let big = "x".repeat(1 << 20);
         let writer = std::thread::spawn(move || {
-            send(&theirs, &Reply::Ran { exit: Exit::Code(0), stdout: big, stderr: String::new() }, None).unwrap();
+            send(
+                &theirs,
+                &Reply::Ran {
+                    exit: Exit::Code(0),
+                    stdout: big,
+                    stderr: String::new(),
+                },
+                None,
+            )
+            .unwrap();
         });
         let got: Received<Reply> = recv(&ours).unwrap().unwrap();
         writer.join().unwrap();

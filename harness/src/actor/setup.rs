@@ -61,10 +61,18 @@ pub(crate) trait SetupSyscalls {
 
 /// How an operation is named in messages.
 pub(crate) fn describe(op: &SetupOp) -> String {
-    let kinds = |kinds: &[NsKind]| kinds.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let kinds = |kinds: &[NsKind]| {
+        kinds
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match op {
         SetupOp::EnterCgroup(path) => format!("enter cgroup `{path}`"),
-        SetupOp::DropPrivileges { uid, gid, .. } => format!("drop privileges to uid {uid} gid {gid}"),
+        SetupOp::DropPrivileges { uid, gid, .. } => {
+            format!("drop privileges to uid {uid} gid {gid}")
+        }
         SetupOp::Join { pid, kinds: k, .. } => format!("setns({}) into PID {pid}", kinds(k)),
         SetupOp::Unshare(k) => format!("unshare({})", kinds(k)),
         SetupOp::AwaitParentMaps => "wait for the parent to write uid_map/gid_map".to_string(),
@@ -122,7 +130,10 @@ fn io_errno(err: std::io::Error) -> Errno {
 
 /// Write `content` to `path` in one `write(2)`.
 pub(crate) fn write_once(path: &str, content: &str) -> Result<(), Errno> {
-    let mut file = OpenOptions::new().write(true).open(path).map_err(io_errno)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_errno)?;
     let written = file.write(content.as_bytes()).map_err(io_errno)?;
     if written != content.len() {
         return Err(Errno::EIO);
@@ -140,10 +151,16 @@ pub(crate) fn write_maps(proc_dir: &str, spec: &MapSpec) -> Result<(), Errno> {
         write_once(&format!("{proc_dir}/setgroups"), word)?;
     }
     if !spec.uid.is_empty() {
-        write_once(&format!("{proc_dir}/uid_map"), &(spec.uid.join("\n") + "\n"))?;
+        write_once(
+            &format!("{proc_dir}/uid_map"),
+            &(spec.uid.join("\n") + "\n"),
+        )?;
     }
     if !spec.gid.is_empty() {
-        write_once(&format!("{proc_dir}/gid_map"), &(spec.gid.join("\n") + "\n"))?;
+        write_once(
+            &format!("{proc_dir}/gid_map"),
+            &(spec.gid.join("\n") + "\n"),
+        )?;
     }
     Ok(())
 }
@@ -171,13 +188,24 @@ impl SetupSyscalls for Kernel {
         nix::sys::prctl::set_no_new_privs()?;
         let uid = Uid::from_raw(uid);
         nix::unistd::setresuid(uid, uid, uid)?;
+        // A uid change clears "dumpable", which would make /proc/self root-owned; a user's
+        // process that exec'd a program is dumpable, so restore that.
+        nix::sys::prctl::set_dumpable(true)?;
         // Changing every uid away from 0 clears the permitted and effective sets; check it.
         let status = std::fs::read_to_string("/proc/self/status").map_err(io_errno)?;
         let has_caps = status
             .lines()
             .filter(|l| l.starts_with("CapEff:") || l.starts_with("CapPrm:"))
-            .any(|l| l.split_whitespace().nth(1).is_some_and(|v| v.trim_start_matches('0') != ""));
-        if uid.is_root() || !has_caps { Ok(()) } else { Err(Errno::EPERM) }
+            .any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|v| v.trim_start_matches('0') != "")
+            });
+        if uid.is_root() || !has_caps {
+            Ok(())
+        } else {
+            Err(Errno::EPERM)
+        }
     }
 
     fn join(&mut self, pid: i32, kinds: &[NsKind], all: bool) -> Result<(), Errno> {
@@ -205,7 +233,9 @@ impl SetupSyscalls for Kernel {
     }
 
     fn unshare(&mut self, kinds: &[NsKind]) -> Result<(), Errno> {
-        let flags = kinds.iter().fold(CloneFlags::empty(), |acc, k| acc | clone_flag(*k));
+        let flags = kinds
+            .iter()
+            .fold(CloneFlags::empty(), |acc, k| acc | clone_flag(*k));
         nix::sched::unshare(flags)
     }
 
@@ -233,7 +263,10 @@ impl SetupSyscalls for Kernel {
     }
 
     fn write_time_offsets(&mut self, offsets: &TimeOffsets) -> Result<(), Errno> {
-        let text = format!("monotonic {} 0\nboottime {} 0\n", offsets.monotonic, offsets.boottime);
+        let text = format!(
+            "monotonic {} 0\nboottime {} 0\n",
+            offsets.monotonic, offsets.boottime
+        );
         write_once("/proc/self/timens_offsets", &text)
     }
 
@@ -244,7 +277,13 @@ impl SetupSyscalls for Kernel {
             Propagation::Shared => MsFlags::MS_SHARED,
             Propagation::Unchanged => return Ok(()),
         };
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | flag, None::<&str>)
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | flag,
+            None::<&str>,
+        )
     }
 
     fn fork_child(&mut self) -> Result<(), Errno> {
@@ -379,27 +418,57 @@ mod tests {
     impl Recorder {
         fn call(&mut self, name: &'static str) -> Result<(), Errno> {
             self.calls.push(name);
-            if self.fail == Some(name) { Err(Errno::EPERM) } else { Ok(()) }
+            if self.fail == Some(name) {
+                Err(Errno::EPERM)
+            } else {
+                Ok(())
+            }
         }
     }
 
     impl SetupSyscalls for Recorder {
-        fn enter_cgroup(&mut self, _: &str) -> Result<(), Errno> { self.call("enter_cgroup") }
-        fn drop_privileges(&mut self, _: u32, _: u32, _: &[u32]) -> Result<(), Errno> { self.call("drop_privileges") }
-        fn join(&mut self, _: i32, _: &[NsKind], _: bool) -> Result<(), Errno> { self.call("join") }
-        fn unshare(&mut self, _: &[NsKind]) -> Result<(), Errno> { self.call("unshare") }
-        fn await_parent_maps(&mut self) -> Result<(), Errno> { self.call("await_parent_maps") }
-        fn write_own_maps(&mut self, _: &MapSpec) -> Result<(), Errno> { self.call("write_own_maps") }
-        fn write_time_offsets(&mut self, _: &TimeOffsets) -> Result<(), Errno> { self.call("write_time_offsets") }
-        fn set_propagation(&mut self, _: Propagation) -> Result<(), Errno> { self.call("set_propagation") }
-        fn fork_child(&mut self) -> Result<(), Errno> { self.call("fork_child") }
-        fn mount_proc(&mut self) -> Result<(), Errno> { self.call("mount_proc") }
-        fn chdir(&mut self, _: &str) -> Result<(), Errno> { self.call("chdir") }
+        fn enter_cgroup(&mut self, _: &str) -> Result<(), Errno> {
+            self.call("enter_cgroup")
+        }
+        fn drop_privileges(&mut self, _: u32, _: u32, _: &[u32]) -> Result<(), Errno> {
+            self.call("drop_privileges")
+        }
+        fn join(&mut self, _: i32, _: &[NsKind], _: bool) -> Result<(), Errno> {
+            self.call("join")
+        }
+        fn unshare(&mut self, _: &[NsKind]) -> Result<(), Errno> {
+            self.call("unshare")
+        }
+        fn await_parent_maps(&mut self) -> Result<(), Errno> {
+            self.call("await_parent_maps")
+        }
+        fn write_own_maps(&mut self, _: &MapSpec) -> Result<(), Errno> {
+            self.call("write_own_maps")
+        }
+        fn write_time_offsets(&mut self, _: &TimeOffsets) -> Result<(), Errno> {
+            self.call("write_time_offsets")
+        }
+        fn set_propagation(&mut self, _: Propagation) -> Result<(), Errno> {
+            self.call("set_propagation")
+        }
+        fn fork_child(&mut self) -> Result<(), Errno> {
+            self.call("fork_child")
+        }
+        fn mount_proc(&mut self) -> Result<(), Errno> {
+            self.call("mount_proc")
+        }
+        fn chdir(&mut self, _: &str) -> Result<(), Errno> {
+            self.call("chdir")
+        }
     }
 
     fn ops() -> Vec<SetupOp> {
         vec![
-            SetupOp::DropPrivileges { uid: 1000, gid: 1000, groups: vec![] },
+            SetupOp::DropPrivileges {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![],
+            },
             SetupOp::Unshare(vec![NsKind::Uts]),
             SetupOp::Chdir("/tmp".into()),
         ]
@@ -414,7 +483,10 @@ mod tests {
 
     #[test]
     fn stops_at_the_first_failure_and_names_it() {
-        let mut recorder = Recorder { fail: Some("unshare"), ..Default::default() };
+        let mut recorder = Recorder {
+            fail: Some("unshare"),
+            ..Default::default()
+        };
         let err = execute(&ops(), &mut recorder).unwrap_err();
         assert_eq!(recorder.calls, vec!["drop_privileges", "unshare"]);
         assert_eq!(err.operation, "unshare(uts)");

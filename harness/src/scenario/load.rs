@@ -29,7 +29,12 @@ impl Diagnostic {
             }
             None => (None, None),
         };
-        Diagnostic { path: path.to_path_buf(), line, column, message }
+        Diagnostic {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
     }
 }
 
@@ -63,7 +68,11 @@ pub(crate) enum LoadError {
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {
-    diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A parsed and validated scenario with its source, for positions in later messages.
@@ -82,13 +91,14 @@ impl LoadedScenario {
     pub(crate) fn line_of(&self, offset: usize) -> usize {
         line_column(&self.source, offset).0
     }
-
 }
 
 /// Read, parse and validate the scenario at `path`.
 pub(crate) fn load_file(path: &Path) -> Result<LoadedScenario, LoadError> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     load_str(path, source)
 }
 
@@ -99,7 +109,11 @@ pub(crate) fn load_str(path: &Path, source: String) -> Result<LoadedScenario, Lo
         let message = err.message().trim().replace('\n', " ");
         LoadError::Invalid(vec![Diagnostic::at(path, &source, offset, message)])
     })?;
-    let loaded = LoadedScenario { path: path.to_path_buf(), source, scenario };
+    let loaded = LoadedScenario {
+        path: path.to_path_buf(),
+        source,
+        scenario,
+    };
     let diagnostics = validate::validate(&loaded);
     if diagnostics.is_empty() {
         Ok(loaded)
@@ -135,7 +149,11 @@ mod tests {
     #[case("abc\ndef", 5, (2, 2))]
     #[case("é\nx", 3, (2, 1))]
     #[case("ab", 99, (1, 3))]
-    fn computes_line_and_column(#[case] source: &str, #[case] offset: usize, #[case] expected: (usize, usize)) {
+    fn computes_line_and_column(
+        #[case] source: &str,
+        #[case] offset: usize,
+        #[case] expected: (usize, usize),
+    ) {
         assert_eq!(line_column(source, offset), expected);
     }
 

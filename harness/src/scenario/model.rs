@@ -184,7 +184,10 @@ pub(crate) struct Actor {
 /// Untagged enums buffer their input, which loses positions: spans live on the field that
 /// holds the whole value instead.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged, expecting = "an actor name, or a table { actor = \"NAME\", namespaces = [...] }")]
+#[serde(
+    untagged,
+    expecting = "an actor name, or a table { actor = \"NAME\", namespaces = [...] }"
+)]
 pub(crate) enum Join {
     /// Every namespace of that actor that differs from the joiner's, like `nsenter -a`.
     All(String),
@@ -214,7 +217,10 @@ impl Join {
 
 /// How a new user namespace is mapped.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged, expecting = "\"root\", \"current\", \"none\" or a table { uid = [...], gid = [...] }")]
+#[serde(
+    untagged,
+    expecting = "\"root\", \"current\", \"none\" or a table { uid = [...], gid = [...] }"
+)]
 pub(crate) enum Mapping {
     /// `"root"` (like `unshare -r`), `"current"` (like `unshare --map-current-user`) or
     /// `"none"` (like `unshare -U`: everything shows as the overflow id 65534).

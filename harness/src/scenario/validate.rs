@@ -39,7 +39,10 @@ impl Checker<'_> {
 
 /// Validate `loaded`, returning every problem found (empty when valid).
 pub(crate) fn validate(loaded: &LoadedScenario) -> Vec<Diagnostic> {
-    let mut checker = Checker { loaded, diagnostics: Vec::new() };
+    let mut checker = Checker {
+        loaded,
+        diagnostics: Vec::new(),
+    };
     let scenario = &loaded.scenario;
     if scenario.description.trim().is_empty() {
         checker.error(None, "`description` must not be empty");
@@ -78,27 +81,38 @@ fn check_requires(checker: &mut Checker<'_>) {
     }
     for command in &requires.commands {
         if command.get_ref().is_empty() || command.get_ref().contains('/') {
-            checker.error_at(command, "a required command is a program name looked up on PATH");
+            checker.error_at(
+                command,
+                "a required command is a program name looked up on PATH",
+            );
         }
     }
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor) {
     let actors = &checker.loaded.scenario.actors;
     if name.get_ref() == HOST_ACTOR {
-        checker.error_at(name, "`host` is the implicit host actor and cannot be declared");
+        checker.error_at(
+            name,
+            "`host` is the implicit host actor and cannot be declared",
+        );
     } else if !valid_name(name.get_ref()) {
         checker.error_at(name, "an actor name uses only letters, digits, `-` and `_`");
     }
     let mut seen = BTreeSet::new();
     for kind in &actor.unshare {
         if !seen.insert(*kind.get_ref()) {
-            checker.error_at(kind, format!("namespace `{}` is listed twice", kind.get_ref()));
+            checker.error_at(
+                kind,
+                format!("namespace `{}` is listed twice", kind.get_ref()),
+            );
         }
     }
     let creates = |kind: NsKind| seen.contains(&kind);
@@ -115,12 +129,18 @@ fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor)
             }
         }
         if actor.parent.is_some() {
-            checker.error_at(join, "`join` and `parent` cannot be combined: a joiner starts on the host");
+            checker.error_at(
+                join,
+                "`join` and `parent` cannot be combined: a joiner starts on the host",
+            );
         }
     }
     if let Some(parent) = &actor.parent {
         if !actors.contains_key(parent.get_ref().as_str()) {
-            checker.error_at(parent, format!("`parent` names unknown actor `{}`", parent.get_ref()));
+            checker.error_at(
+                parent,
+                format!("`parent` names unknown actor `{}`", parent.get_ref()),
+            );
         } else if parent.get_ref() == name.get_ref() {
             checker.error_at(parent, "an actor cannot be its own parent");
         }
@@ -138,16 +158,37 @@ fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor)
         }
     }
     if actor.mount_proc && !creates(NsKind::Pid) {
-        checker.error(Some(name.span()), format!("actor `{}`: `mount_proc` needs `pid` in `unshare`", name.get_ref()));
+        checker.error(
+            Some(name.span()),
+            format!(
+                "actor `{}`: `mount_proc` needs `pid` in `unshare`",
+                name.get_ref()
+            ),
+        );
     }
     if actor.propagation.is_some() && !creates(NsKind::Mount) && !actor.mount_proc {
-        checker.error(Some(name.span()), format!("actor `{}`: `propagation` needs `mount` in `unshare`", name.get_ref()));
+        checker.error(
+            Some(name.span()),
+            format!(
+                "actor `{}`: `propagation` needs `mount` in `unshare`",
+                name.get_ref()
+            ),
+        );
     }
     if actor.time_offsets.is_some() && !creates(NsKind::Time) {
-        checker.error(Some(name.span()), format!("actor `{}`: `time_offsets` needs `time` in `unshare`", name.get_ref()));
+        checker.error(
+            Some(name.span()),
+            format!(
+                "actor `{}`: `time_offsets` needs `time` in `unshare`",
+                name.get_ref()
+            ),
+        );
     }
     if actor.group.is_some() && actor.user.is_none() {
-        checker.error(Some(name.span()), format!("actor `{}`: `group` needs `user`", name.get_ref()));
+        checker.error(
+            Some(name.span()),
+            format!("actor `{}`: `group` needs `user`", name.get_ref()),
+        );
     }
     if let Some(cgroup) = &actor.cgroup {
         let ok = cgroup
@@ -155,7 +196,10 @@ fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor)
             .split('/')
             .all(|part| valid_name(part) && part != "." && part != "..");
         if !ok {
-            checker.error_at(cgroup, "`cgroup` is a relative path of names (letters, digits, `-`, `_`)");
+            checker.error_at(
+                cgroup,
+                "`cgroup` is a relative path of names (letters, digits, `-`, `_`)",
+            );
         }
     }
 }
@@ -168,9 +212,13 @@ pub(crate) fn parse_map_line(line: &str) -> Result<(u32, u32, u32), String> {
         [inside, outside, count] => match (parse(inside), parse(outside), parse(count)) {
             (Some(inside), Some(outside), Some(count)) if count > 0 => Ok((inside, outside, count)),
             (Some(_), Some(_), Some(_)) => Err("a map line's COUNT must be at least 1".to_string()),
-            _ => Err(format!("invalid map line `{line}`: the three fields are unsigned 32-bit numbers")),
+            _ => Err(format!(
+                "invalid map line `{line}`: the three fields are unsigned 32-bit numbers"
+            )),
         },
-        _ => Err(format!("invalid map line `{line}`: expected `INSIDE OUTSIDE COUNT`")),
+        _ => Err(format!(
+            "invalid map line `{line}`: expected `INSIDE OUTSIDE COUNT`"
+        )),
     }
 }
 
@@ -187,7 +235,13 @@ fn check_actor_graph(checker: &mut Checker<'_>) {
                 if reported.insert(cycle.clone()) {
                     let mut names: Vec<&str> = path[position..].to_vec();
                     names.push(next);
-                    checker.error(Some(start.span()), format!("actors depend on each other in a cycle: {}", names.join(" -> ")));
+                    checker.error(
+                        Some(start.span()),
+                        format!(
+                            "actors depend on each other in a cycle: {}",
+                            names.join(" -> ")
+                        ),
+                    );
                 }
                 break;
             }
@@ -218,14 +272,31 @@ fn check_step(
     if let Some(actor) = &step.actor {
         let name = actor.get_ref();
         if name != HOST_ACTOR && !actors.contains_key(name.as_str()) {
-            checker.error_at(actor, format!("unknown actor `{name}` (declared actors: {})", declared(actors)));
+            checker.error_at(
+                actor,
+                format!(
+                    "unknown actor `{name}` (declared actors: {})",
+                    declared(actors)
+                ),
+            );
         }
     }
-    let actions = [step.run.is_some(), step.argv.is_some(), step.write.is_some(), step.start.is_some()];
+    let actions = [
+        step.run.is_some(),
+        step.argv.is_some(),
+        step.write.is_some(),
+        step.start.is_some(),
+    ];
     match actions.iter().filter(|a| **a).count() {
-        0 => checker.error(Some(span.clone()), format!("step {number} needs one of `run`, `argv`, `write` or `start`")),
+        0 => checker.error(
+            Some(span.clone()),
+            format!("step {number} needs one of `run`, `argv`, `write` or `start`"),
+        ),
         1 => {}
-        _ => checker.error(Some(span.clone()), format!("step {number} has more than one of `run`, `argv`, `write` and `start`")),
+        _ => checker.error(
+            Some(span.clone()),
+            format!("step {number} has more than one of `run`, `argv`, `write` and `start`"),
+        ),
     }
     let is_command = step.run.is_some() || step.argv.is_some();
     if let Some(run) = &step.run {
@@ -234,27 +305,52 @@ fn check_step(
         }
     }
     if let Some(argv) = &step.argv {
-        if argv.get_ref().first().is_none_or(|program| program.is_empty()) {
+        if argv
+            .get_ref()
+            .first()
+            .is_none_or(|program| program.is_empty())
+        {
             checker.error_at(argv, "`argv` needs a program as its first element");
         }
     }
     if let Some(start) = &step.start {
         let name = start.get_ref();
         if !actors.contains_key(name.as_str()) {
-            checker.error_at(start, format!("`start` names unknown actor `{name}` (declared actors: {})", declared(actors)));
+            checker.error_at(
+                start,
+                format!(
+                    "`start` names unknown actor `{name}` (declared actors: {})",
+                    declared(actors)
+                ),
+            );
         }
         if step.actor.is_some() {
-            checker.error_at(start, "a `start` step names its actor in `start`, not `actor`");
+            checker.error_at(
+                start,
+                "a `start` step names its actor in `start`, not `actor`",
+            );
         }
     }
     if step.content.is_some() && step.write.is_none() {
-        checker.error(Some(span.clone()), format!("step {number}: `content` goes with `write`"));
+        checker.error(
+            Some(span.clone()),
+            format!("step {number}: `content` goes with `write`"),
+        );
     }
     if let Some(error) = &step.error {
         if step.write.is_none() && step.start.is_none() {
-            checker.error_at(error, "`error` goes with `write` or `start`; commands use `status` and `stderr`");
+            checker.error_at(
+                error,
+                "`error` goes with `write` or `start`; commands use `status` and `stderr`",
+            );
         } else if crate::errno::from_name(error.get_ref()).is_none() {
-            checker.error_at(error, format!("unknown errno name `{}` (expected e.g. EPERM, EINVAL)", error.get_ref()));
+            checker.error_at(
+                error,
+                format!(
+                    "unknown errno name `{}` (expected e.g. EPERM, EINVAL)",
+                    error.get_ref()
+                ),
+            );
         }
     }
     if !is_command {
@@ -266,12 +362,18 @@ fn check_step(
             ("capture", step.capture.is_some()),
         ] {
             if present {
-                checker.error(Some(span.clone()), format!("step {number}: `{field}` goes with `run` or `argv`"));
+                checker.error(
+                    Some(span.clone()),
+                    format!("step {number}: `{field}` goes with `run` or `argv`"),
+                );
             }
         }
     }
     let mut texts: Vec<(&str, Range<usize>)> = Vec::new();
-    for field in [&step.run, &step.write, &step.stdout, &step.stderr].into_iter().flatten() {
+    for field in [&step.run, &step.write, &step.stdout, &step.stderr]
+        .into_iter()
+        .flatten()
+    {
         texts.push((field.get_ref(), field.span()));
     }
     if let Some(argv) = &step.argv {
@@ -287,7 +389,10 @@ fn check_step(
     }
     if let Some(capture) = &step.capture {
         if !valid_name(capture.get_ref()) {
-            checker.error_at(capture, "a capture name uses only letters, digits, `-` and `_`");
+            checker.error_at(
+                capture,
+                "a capture name uses only letters, digits, `-` and `_`",
+            );
         }
         captured.insert(capture.get_ref().clone());
     }
@@ -332,7 +437,10 @@ fn check_placeholders(
 /// value is written literally there; otherwise the value's start.
 fn text_offset(source: &str, span: &Range<usize>, text: &str, offset: usize) -> Range<usize> {
     let raw = source.get(span.clone()).unwrap_or("");
-    let start = raw.find(text).filter(|_| !text.is_empty()).map_or(span.start, |i| span.start + i + offset);
+    let start = raw
+        .find(text)
+        .filter(|_| !text.is_empty())
+        .map_or(span.start, |i| span.start + i + offset);
     start..start + 1
 }
 

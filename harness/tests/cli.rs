@@ -1,0 +1,191 @@
+//! Tests of the `nsconform` binary and of the `scenarios` test harness itself, on the
+//! fixture scenarios in `fixtures/`: positions in errors, failures that name the step,
+//! timeouts that kill everything, skips with reasons, and the libtest-style listing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rstest::rstest;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn nsconform(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nsconform"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run nsconform")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[rstest]
+#[case(
+    "unknown-key",
+    "fixtures/invalid/unknown-key.toml:5:1: unknown field `mount-proc`, expected one of"
+)]
+#[case(
+    "wrong-type",
+    "fixtures/invalid/wrong-type.toml:4:7: invalid type: integer `42`, expected a string"
+)]
+#[case(
+    "unknown-actor",
+    "fixtures/invalid/unknown-actor.toml:7:9: unknown actor `shel` (declared actors: host, shell)"
+)]
+#[case(
+    "unknown-namespace",
+    "fixtures/invalid/unknown-namespace.toml:4:19: unknown variant `network`"
+)]
+#[case(
+    "bad-placeholder",
+    "fixtures/invalid/bad-placeholder.toml:4:13: `{{pid.nobody}}` names unknown actor `nobody`"
+)]
+#[case(
+    "cycle",
+    "fixtures/invalid/cycle.toml:3:9: actors depend on each other in a cycle: a -> b -> a"
+)]
+#[case(
+    "bad-map-line",
+    "fixtures/invalid/bad-map-line.toml:5:7: invalid map line `0 1000`"
+)]
+#[case(
+    "unknown-feature",
+    "fixtures/invalid/unknown-feature.toml:4:13: unknown feature `link:warp-drive`"
+)]
+#[case(
+    "not-toml",
+    "fixtures/invalid/not-toml.toml:1:35: invalid basic string"
+)]
+fn check_reports_file_line_column_and_exits_2(#[case] name: &str, #[case] expected: &str) {
+    let path = format!("fixtures/invalid/{name}.toml");
+    for command in ["check", "run"] {
+        let output = nsconform(&[command, &path]);
+        let all = text(&output.stderr) + &text(&output.stdout);
+        assert_eq!(output.status.code(), Some(2), "{command} {path}: {all}");
+        assert!(
+            all.contains(expected),
+            "{command} {path}: expected {expected:?} in:\n{all}"
+        );
+        assert!(!all.contains("panicked"), "{all}");
+    }
+}
+
+#[test]
+fn check_accepts_every_shipped_scenario() {
+    let output = nsconform(&["check", "scenarios"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains(", 0 invalid"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn a_wrong_expectation_fails_naming_the_step_with_a_diff() {
+    let output = nsconform(&["run", "fixtures/failing/wrong-hostname.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for expected in [
+        "FAIL fixtures/failing/wrong-hostname",
+        "step 2 at fixtures/failing/wrong-hostname.toml:10, actor `shell`: hostname",
+        "-othername",
+        "+newname",
+        "0 passed, 1 failed, 0 skipped, 0 invalid",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "expected {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_hanging_command_is_killed_at_the_timeout_naming_the_step() {
+    let started = std::time::Instant::now();
+    let output = nsconform(&["run", "fixtures/hang/sleep-in-pid-namespace.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("timed out after 1000 ms in step 2 (fixtures/hang/sleep-in-pid-namespace.toml:13), actor `shell`: sleep 1000"),
+        "{stdout}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+    // `run` fails on any host-guard leak; none may be reported.
+    assert!(
+        !text(&output.stderr).contains("host guard"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn unmet_requirements_skip_with_the_reason() {
+    let output = nsconform(&["run", "fixtures/skip"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("SKIP needs-dummy-link"), "{stdout}");
+    assert!(stdout.contains("requires "), "{stdout}");
+}
+
+/// The `scenarios` test binary, built by cargo beside this one.
+fn scenarios_harness() -> PathBuf {
+    let deps = std::env::current_exe()
+        .expect("current exe")
+        .parent()
+        .expect("deps dir")
+        .to_path_buf();
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
+        .expect("read deps")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("scenarios-") && p.extension().is_none()
+        })
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .map(|(_, p)| p)
+        .expect("the scenarios test binary is built by `cargo test`")
+}
+
+#[test]
+fn the_test_harness_lists_every_scenario_by_path() {
+    let output = Command::new(scenarios_harness())
+        .args(["--list"])
+        .output()
+        .expect("run harness");
+    let listing = text(&output.stdout);
+    assert!(output.status.success(), "{listing}");
+    let files = nsconform::runner::discover(&[repo().join("scenarios")]).expect("discover");
+    assert!(files.len() >= 25, "only {} scenarios", files.len());
+    for file in &files {
+        assert!(
+            listing.contains(&format!("{}: test", file.name)),
+            "{} missing from:\n{listing}",
+            file.name
+        );
+    }
+}
+
+#[test]
+fn the_test_harness_runs_one_scenario_by_exact_name() {
+    let output = Command::new(scenarios_harness())
+        .args(["--exact", "uts/hostname-isolated", "--format", "terse"])
+        .output()
+        .expect("run harness");
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("1 passed; 0 failed"), "{stdout}");
+}
