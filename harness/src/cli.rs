@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
             let report = crate::supervisor::supervise(&path, &name);
             match serde_json::to_string(&report) {
                 Ok(json) => {
-                    println!("{json}");
+                    emit(&(json + "\n"));
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
@@ -107,6 +107,15 @@ pub fn main() -> ExitCode {
             },
         },
     }
+}
+
+/// Write to stdout; a reader that went away (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 fn scenario_files(paths: Vec<PathBuf>) -> Result<Vec<ScenarioFile>, ExitCode> {
@@ -142,7 +151,10 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
             }
         }
     }
-    println!("{} scenario(s) checked, {invalid} invalid", files.len());
+    emit(&format!(
+        "{} scenario(s) checked, {invalid} invalid\n",
+        files.len()
+    ));
     if invalid > 0 {
         ExitCode::from(BAD_INPUT)
     } else {
@@ -209,7 +221,7 @@ fn run(
                         ));
                     }
                 }
-                print!("{text}");
+                emit(&text);
             });
         }
     });
@@ -218,10 +230,10 @@ fn run(
     for leak in &leaks {
         eprintln!("nsconform: host guard: {leak}");
     }
-    println!(
-        "\n{} passed, {} failed, {} skipped, {} invalid",
+    emit(&format!(
+        "\n{} passed, {} failed, {} skipped, {} invalid\n",
         counts[0], counts[1], counts[2], counts[3]
-    );
+    ));
     if counts[3] > 0 {
         ExitCode::from(BAD_INPUT)
     } else if counts[1] > 0 || !leaks.is_empty() {
@@ -235,8 +247,8 @@ fn features() -> ExitCode {
     let mut cache = crate::probe::Cache::default();
     for feature in crate::requires::Feature::all() {
         match cache.probe(feature) {
-            Ok(()) => println!("{:<22} yes", feature.to_string()),
-            Err(reason) => println!("{:<22} no   {reason}", feature.to_string()),
+            Ok(()) => emit(&format!("{:<22} yes\n", feature.to_string())),
+            Err(reason) => emit(&format!("{:<22} no   {reason}\n", feature.to_string())),
         }
     }
     ExitCode::SUCCESS

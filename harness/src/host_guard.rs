@@ -66,7 +66,10 @@ impl HostSnapshot {
             mounts,
             named_netns: dir_names(Path::new("/run/netns")),
             scenario_cgroups,
-            children: children_of(std::process::id()),
+            children: children_of(std::process::id())
+                .into_iter()
+                .map(|pid| format!("{pid} ({})", read_trimmed(&format!("/proc/{pid}/comm"))))
+                .collect(),
         }
     }
 
@@ -111,8 +114,8 @@ impl HostSnapshot {
     }
 }
 
-/// Processes whose parent is `pid`, as `PID (comm)`.
-fn children_of(pid: u32) -> BTreeSet<String> {
+/// Processes whose parent is `pid`.
+pub(crate) fn children_of(pid: u32) -> BTreeSet<u32> {
     let mut children = BTreeSet::new();
     for name in dir_names(Path::new("/proc")) {
         if name.parse::<u32>().is_err() {
@@ -120,7 +123,7 @@ fn children_of(pid: u32) -> BTreeSet<String> {
         }
         let stat = read_trimmed(&format!("/proc/{name}/stat"));
         // The comm field is in parentheses and may hold spaces: parse after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
+        let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
         let ppid = rest
@@ -128,8 +131,9 @@ fn children_of(pid: u32) -> BTreeSet<String> {
             .nth(1)
             .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
-            let comm = head.split_once('(').map_or("", |(_, c)| c);
-            children.insert(format!("{name} ({comm})"));
+            if let Ok(child) = name.parse() {
+                children.insert(child);
+            }
         }
     }
     children

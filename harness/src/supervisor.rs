@@ -91,12 +91,18 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
 
 fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
     let mode = loaded.scenario.host;
-    let cgroup = ScenarioCgroup::create();
-    if mode == HostMode::Real && cgroup.is_none() {
-        return Outcome::Skipped {
-            reason: "host = \"real\" needs a writable cgroup v2 hierarchy, to kill what the scenario starts".into(),
+    // Orphans of the scenario come back to us, whatever they do (double forks, setsid), so
+    // `reap_descendants` can always kill them; in a stand-in, the PID namespace does that too.
+    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+        return Outcome::Failed {
+            step: None,
+            reason: format!("cannot become a child subreaper: {err}"),
         };
     }
+    let cgroup = match mode {
+        HostMode::StandIn => ScenarioCgroup::create(),
+        HostMode::Real => None,
+    };
     let limit = timeout_of(loaded);
     let outcome = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Err(e) => Outcome::Failed {
@@ -127,7 +133,11 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
             }
         }
     };
-    let cleanup = cgroup.map(ScenarioCgroup::destroy).unwrap_or(Ok(()));
+    let leftovers = reap_descendants();
+    let cleanup = cgroup
+        .map(ScenarioCgroup::destroy)
+        .unwrap_or(Ok(()))
+        .and(leftovers);
     match (outcome, cleanup) {
         (Outcome::Passed, Err(leak)) => Outcome::Failed {
             step: None,
@@ -157,6 +167,34 @@ fn orchestrate(loaded: &LoadedScenario, events: OwnedFd, mode: HostMode, cgroup2
         }
     }
     orchestrator.run()
+}
+
+/// Kill and reap every process still below the supervisor (reparented to it as a
+/// subreaper). Safe against PID reuse: a child's PID stays ours until we reap it.
+fn reap_descendants() -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let me = std::process::id();
+    loop {
+        let children = crate::host_guard::children_of(me);
+        if children.is_empty() {
+            return Ok(());
+        }
+        for pid in &children {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        while let Ok(status) = waitpid(
+            Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
+            if status == nix::sys::wait::WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("processes {children:?} would not die"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Read events until the orchestrator finishes or the limit passes; then make sure it and

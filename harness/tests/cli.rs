@@ -189,3 +189,26 @@ fn the_test_harness_runs_one_scenario_by_exact_name() {
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("1 passed; 0 failed"), "{stdout}");
 }
+
+#[test]
+fn a_tool_that_fails_to_isolate_is_caught_and_only_renames_the_stand_in() {
+    let before = nix_hostname();
+    let output = nsconform(&["run", "fixtures/broken-tool/unshare-drops-uts.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("step 2 at fixtures/broken-tool/unshare-drops-uts.toml:14"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+renamed-by-a-broken-tool"), "{stdout}");
+    assert_eq!(nix_hostname(), before, "the machine was renamed");
+    assert!(
+        !text(&output.stderr).contains("host guard"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").expect("read hostname")
+}

@@ -3,7 +3,8 @@
 //! - **mutation**: changing any one expected value (stdout, stderr, status, error, or the
 //!   implicit "exit 0" / "no error") makes the scenario fail at exactly that step;
 //! - **ablation**: removing any one namespace type from any one actor makes the scenario
-//!   fail, so no scenario passes without the namespace it is about.
+//!   fail, so no scenario passes without the namespace it is about. Scenarios with
+//!   `host = "real"` are left out: ablated, they would act on the machine itself.
 //!
 //! Mutated copies run through the same runner as `cargo test`, in fresh supervisors.
 

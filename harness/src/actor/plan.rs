@@ -52,6 +52,13 @@ pub(crate) enum SetupOp {
     AwaitParentMaps,
     /// Write the actor's own maps from inside its new user namespace.
     WriteOwnMaps(MapSpec),
+    /// Switch ids inside the new user namespace (after its maps are written).
+    Become {
+        /// New uid, if any.
+        uid: Option<u32>,
+        /// New gid, if any.
+        gid: Option<u32>,
+    },
     /// Write `/proc/self/timens_offsets` (before any process enters the time namespace).
     WriteTimeOffsets(TimeOffsets),
     /// Set mount propagation of `/`, recursively.
@@ -134,6 +141,14 @@ pub(crate) fn plan(name: &str, actor: &Actor, context: PlanContext) -> ActorPlan
             (Some(spec), MapWriter::Parent) => {
                 ops.push(SetupOp::AwaitParentMaps);
                 parent_maps = Some(spec);
+            }
+        }
+        if let Some(Mapping::Explicit(explicit)) = actor.map.as_ref().map(|m| m.get_ref()) {
+            if explicit.become_uid.is_some() || explicit.become_gid.is_some() {
+                ops.push(SetupOp::Become {
+                    uid: explicit.become_uid,
+                    gid: explicit.become_gid,
+                });
             }
         }
     }
@@ -268,6 +283,20 @@ mod tests {
         let maps = plan.parent_maps.unwrap();
         assert_eq!(maps.uid, vec!["0 100000 65536".to_string()]);
         assert_eq!(maps.setgroups, None);
+    }
+
+    #[test]
+    fn become_switches_ids_after_the_parent_wrote_the_maps() {
+        let a = actor("unshare = [\"user\"]\nmap = { uid = [\"0 100000 65536\"], gid = [\"0 100000 65536\"], become_uid = 0, become_gid = 0 }");
+        let ops = plan("a", &a, ROOT).ops;
+        assert_eq!(ops[1], SetupOp::AwaitParentMaps);
+        assert_eq!(
+            ops[2],
+            SetupOp::Become {
+                uid: Some(0),
+                gid: Some(0)
+            }
+        );
     }
 
     #[test]

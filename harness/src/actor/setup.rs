@@ -47,6 +47,8 @@ pub(crate) trait SetupSyscalls {
     fn await_parent_maps(&mut self) -> Result<(), Errno>;
     /// See [`SetupOp::WriteOwnMaps`].
     fn write_own_maps(&mut self, spec: &MapSpec) -> Result<(), Errno>;
+    /// See [`SetupOp::Become`].
+    fn become_ids(&mut self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno>;
     /// See [`SetupOp::WriteTimeOffsets`].
     fn write_time_offsets(&mut self, offsets: &TimeOffsets) -> Result<(), Errno>;
     /// See [`SetupOp::SetPropagation`].
@@ -77,6 +79,7 @@ pub(crate) fn describe(op: &SetupOp) -> String {
         SetupOp::Unshare(k) => format!("unshare({})", kinds(k)),
         SetupOp::AwaitParentMaps => "wait for the parent to write uid_map/gid_map".to_string(),
         SetupOp::WriteOwnMaps(_) => "write own uid_map/gid_map".to_string(),
+        SetupOp::Become { uid, gid } => format!("switch to uid {uid:?} gid {gid:?} inside"),
         SetupOp::WriteTimeOffsets(_) => "write /proc/self/timens_offsets".to_string(),
         SetupOp::SetPropagation(p) => format!("set propagation of / to {p:?}").to_lowercase(),
         SetupOp::ForkChild => "fork into the new PID or time namespace".to_string(),
@@ -95,6 +98,7 @@ pub(crate) fn execute(ops: &[SetupOp], sys: &mut impl SetupSyscalls) -> Result<(
             SetupOp::Unshare(kinds) => sys.unshare(kinds),
             SetupOp::AwaitParentMaps => sys.await_parent_maps(),
             SetupOp::WriteOwnMaps(spec) => sys.write_own_maps(spec),
+            SetupOp::Become { uid, gid } => sys.become_ids(*uid, *gid),
             SetupOp::WriteTimeOffsets(offsets) => sys.write_time_offsets(offsets),
             SetupOp::SetPropagation(propagation) => sys.set_propagation(*propagation),
             SetupOp::ForkChild => sys.fork_child(),
@@ -199,7 +203,7 @@ impl SetupSyscalls for Kernel {
             .any(|l| {
                 l.split_whitespace()
                     .nth(1)
-                    .is_some_and(|v| v.trim_start_matches('0') != "")
+                    .is_some_and(|v| !v.trim_start_matches('0').is_empty())
             });
         if uid.is_root() || !has_caps {
             Ok(())
@@ -260,6 +264,20 @@ impl SetupSyscalls for Kernel {
 
     fn write_own_maps(&mut self, spec: &MapSpec) -> Result<(), Errno> {
         write_maps("/proc/self", spec)
+    }
+
+    fn become_ids(&mut self, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+        if let Some(gid) = gid {
+            let gid = Gid::from_raw(gid);
+            // Refused (EPERM) when setgroups is denied: then keep the groups as they are.
+            let _ = nix::unistd::setgroups(&[]);
+            nix::unistd::setresgid(gid, gid, gid)?;
+        }
+        if let Some(uid) = uid {
+            let uid = Uid::from_raw(uid);
+            nix::unistd::setresuid(uid, uid, uid)?;
+        }
+        nix::sys::prctl::set_dumpable(true)
     }
 
     fn write_time_offsets(&mut self, offsets: &TimeOffsets) -> Result<(), Errno> {

@@ -258,6 +258,14 @@ pub(crate) struct ExplicitMap {
     /// Who writes the maps. Default: `parent`.
     #[serde(default)]
     pub(crate) writer: MapWriter,
+    /// Once the maps are written, switch to this uid inside the namespace
+    /// (`setresuid`), as a container runtime does. Default: stay as created (an id the map
+    /// does not cover shows as 65534, and commands lose their capabilities at `exec`).
+    #[serde(default)]
+    pub(crate) become_uid: Option<u32>,
+    /// Likewise for the gid (`setresgid`, and no supplementary groups). Default: unchanged.
+    #[serde(default)]
+    pub(crate) become_gid: Option<u32>,
 }
 
 /// Contents of `/proc/PID/setgroups`.

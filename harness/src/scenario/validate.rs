@@ -191,6 +191,12 @@ fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor)
         );
     }
     if let Some(cgroup) = &actor.cgroup {
+        if checker.loaded.scenario.host == super::model::HostMode::Real {
+            checker.error_at(
+                cgroup,
+                "`cgroup` needs the stand-in host (the scenario's own cgroup), not host = \"real\"",
+            );
+        }
         let ok = cgroup
             .get_ref()
             .split('/')
