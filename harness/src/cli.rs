@@ -215,10 +215,7 @@ fn run(
                 }
                 if verbose {
                     for step in &report.steps {
-                        text.push_str(&format!(
-                            "    step {} [{}] {} -> {:?}\n",
-                            step.number, step.actor, step.action, step.exit
-                        ));
+                        text.push_str(&verbose_line(step));
                     }
                 }
                 emit(&text);
@@ -241,6 +238,23 @@ fn run(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// One line per step for `run --verbose`: number, actor, first line of the action, result.
+fn verbose_line(step: &crate::report::StepRecord) -> String {
+    let mut action: String = step.action.lines().next().unwrap_or("").to_string();
+    if step.action.lines().nth(1).is_some() {
+        action.push_str(" ...");
+    }
+    let result = match (&step.exit, &step.error) {
+        (Some(exit), _) => exit.to_string(),
+        (None, Some(errno)) => errno.clone(),
+        (None, None) => "ok".to_string(),
+    };
+    format!(
+        "    step {} [{}] {action} -> {result}\n",
+        step.number, step.actor
+    )
 }
 
 fn features() -> ExitCode {

@@ -63,15 +63,33 @@ fn line_matches(expected: &str, actual: &str) -> bool {
     rest.ends_with(last)
 }
 
-/// A unified diff from `expected` to `actual`, after normalisation.
+/// A unified diff from `expected` to `actual`, after normalisation. Expected lines that a
+/// wildcard already matches are shown as the actual line, so only real differences appear.
 pub(crate) fn diff(expected: &str, actual: &str) -> String {
-    let expected = normalize(expected) + "\n";
-    let actual = normalize(actual) + "\n";
+    let actual = normalize(actual);
+    let expected = redact_matched(&normalize(expected), &actual) + "\n";
+    let actual = actual + "\n";
     TextDiff::from_lines(&expected, &actual)
         .unified_diff()
         .context_radius(3)
         .header("expected", "actual")
         .to_string()
+}
+
+/// With the same number of lines and no `...`, replace each expected line that matches its
+/// actual line by that actual line.
+fn redact_matched(expected: &str, actual: &str) -> String {
+    let expected_lines = split_lines(expected);
+    let actual_lines = split_lines(actual);
+    if expected_lines.len() != actual_lines.len() || expected_lines.contains(&"...") {
+        return expected.to_string();
+    }
+    expected_lines
+        .iter()
+        .zip(&actual_lines)
+        .map(|(e, a)| if line_matches(e, a) { *a } else { *e })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -106,6 +124,14 @@ mod tests {
             result,
             "{expected:?} vs {actual:?}"
         );
+    }
+
+    #[test]
+    fn diff_hides_lines_a_wildcard_matched() {
+        let d = diff("lo[..]UP\neth0 UP", "lo  UNKNOWN UP\neth0 DOWN");
+        assert!(!d.contains("-lo[..]UP"), "{d}");
+        assert!(d.contains(" lo  UNKNOWN UP"), "{d}");
+        assert!(d.contains("-eth0 UP"), "{d}");
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl<'a> Orchestrator<'a> {
         } else if let Some(path) = &step.write {
             let path = self.expand(path.get_ref())?;
             let content = self.expand(step.content.as_deref().unwrap_or(""))?;
+            record.action = format!("write {content:?} to {path}");
             let reply = self.request(&actor, &Request::Write { path, content })?;
             let Reply::Wrote(result) = reply else {
                 return Err(format!("actor `{actor}` answered a write with {reply:?}"));
@@ -170,6 +171,10 @@ impl<'a> Orchestrator<'a> {
             self.check_error(step, errno, &mut record);
         } else {
             let argv = self.argv(step)?;
+            record.action = match step.run {
+                Some(_) => argv[2].trim().to_string(),
+                None => format!("{argv:?}"),
+            };
             let stdin = step.stdin.as_deref().map(|s| self.expand(s)).transpose()?;
             let env = self.environment(&actor);
             let cwd = self

@@ -30,8 +30,26 @@ fn mount_fs(fstype: &str, target: &str, data: Option<&str>) -> Result<(), StandI
     )
 }
 
+/// What the stand-in copies from the machine, read before the stand-in is made.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MachineFacts {
+    /// The machine's `kernel.pid_max`.
+    pid_max: Option<String>,
+}
+
+impl MachineFacts {
+    /// Read them (in the machine's namespaces).
+    pub(crate) fn read() -> MachineFacts {
+        MachineFacts {
+            pid_max: std::fs::read_to_string(PID_MAX).ok(),
+        }
+    }
+}
+
+const PID_MAX: &str = "/proc/sys/kernel/pid_max";
+
 /// Prepare the stand-in host. Must run in the new mount, pid and net namespaces.
-pub(crate) fn prepare(cgroup2: bool) -> Result<(), StandInError> {
+pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), StandInError> {
     let root = |flags: MsFlags| {
         mount(
             None::<&str>,
@@ -75,11 +93,30 @@ pub(crate) fn prepare(cgroup2: bool) -> Result<(), StandInError> {
     if std::path::Path::new("/dev/mqueue").is_dir() {
         mount_fs("mqueue", "/dev/mqueue", None)?;
     }
+    copy_pid_max(machine)?;
     crate::sys::set_loopback_up().map_err(|source| StandInError {
         what: "set lo up".into(),
         source,
     })?;
     Ok(())
+}
+
+/// Kernels from 6.14 keep `pid_max` per PID namespace, and a new one starts at the default
+/// rather than the machine's value (which changes `ps` column widths, for one). Copy the
+/// machine's value in — only when the stand-in's differs, which proves the value is
+/// per-namespace: on older kernels it is global, and writing it would change the machine.
+fn copy_pid_max(machine: &MachineFacts) -> Result<(), StandInError> {
+    let Some(wanted) = &machine.pid_max else {
+        return Ok(());
+    };
+    let ours = std::fs::read_to_string(PID_MAX).unwrap_or_default();
+    if ours.trim() == wanted.trim() {
+        return Ok(());
+    }
+    std::fs::write(PID_MAX, wanted.trim()).map_err(|source| StandInError {
+        what: format!("copy pid_max {} into the stand-in", wanted.trim()),
+        source,
+    })
 }
 
 fn create_dir(dir: &str, mode: u32) -> Result<(), StandInError> {

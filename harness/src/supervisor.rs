@@ -104,6 +104,7 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
         HostMode::Real => None,
     };
     let limit = timeout_of(loaded);
+    let machine = standin::MachineFacts::read();
     let outcome = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Err(e) => Outcome::Failed {
             step: None,
@@ -121,7 +122,13 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
                 },
                 Ok(ForkResult::Child) => {
                     drop(events_in);
-                    std::process::exit(orchestrate(loaded, events_out, mode, cgroup.is_some()))
+                    std::process::exit(orchestrate(
+                        loaded,
+                        events_out,
+                        mode,
+                        cgroup.is_some(),
+                        &machine,
+                    ))
                 }
                 Ok(ForkResult::Parent { child }) => {
                     drop(events_out);
@@ -148,7 +155,13 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
 }
 
 /// The orchestrator process: make the stand-in host, then run the steps.
-fn orchestrate(loaded: &LoadedScenario, events: OwnedFd, mode: HostMode, cgroup2: bool) -> i32 {
+fn orchestrate(
+    loaded: &LoadedScenario,
+    events: OwnedFd,
+    mode: HostMode,
+    cgroup2: bool,
+    machine: &standin::MachineFacts,
+) -> i32 {
     let ids = HarnessIds {
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
@@ -156,7 +169,7 @@ fn orchestrate(loaded: &LoadedScenario, events: OwnedFd, mode: HostMode, cgroup2
     let orchestrator = Orchestrator::new(loaded, File::from(events), ids);
     match mode {
         HostMode::StandIn => {
-            if let Err(err) = standin::prepare(cgroup2) {
+            if let Err(err) = standin::prepare(cgroup2, machine) {
                 return orchestrator.abort(err.to_string());
             }
         }

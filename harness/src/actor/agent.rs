@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -24,8 +26,22 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 
 /// Serve requests on `control` until the orchestrator closes it.
 pub(crate) fn serve(control: &OwnedFd) {
+    // Orphans handed to an init actor may die while it waits for the next request: a
+    // signalfd wakes it to reap them then, so no zombie outlives the step that made it.
+    // Commands start with an empty signal mask (std resets it before `exec`).
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let children = mask
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC))
+        .ok();
     loop {
         reap_orphans();
+        if let Some(children) = &children {
+            if !wait_for_request(control, children) {
+                return;
+            }
+        }
         let received = match protocol::recv::<Request>(control) {
             Ok(Some(received)) => received,
             Ok(None) | Err(_) => return,
@@ -48,6 +64,28 @@ pub(crate) fn serve(control: &OwnedFd) {
         reap_orphans();
         if protocol::send(control, &reply, None).is_err() {
             return;
+        }
+    }
+}
+
+/// Block until `control` is readable, reaping children whenever one ends; false on error.
+fn wait_for_request(control: &OwnedFd, children: &SignalFd) -> bool {
+    loop {
+        let mut fds = [
+            PollFd::new(control.as_fd(), PollFlags::POLLIN),
+            PollFd::new(children.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        if ready(&fds[1]) {
+            while let Ok(Some(_)) = children.read_signal() {}
+            reap_orphans();
+        }
+        if ready(&fds[0]) {
+            return true;
         }
     }
 }
