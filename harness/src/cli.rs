@@ -60,6 +60,13 @@ enum Commands {
         /// The scenario file.
         path: PathBuf,
     },
+    /// Internal: print, as JSON, why each of these scenarios cannot run here (unmet
+    /// requirements); valid scenarios whose requirements hold are left out.
+    #[command(name = "__requirements", hide = true)]
+    Requirements {
+        /// Scenario files.
+        paths: Vec<PathBuf>,
+    },
     /// Internal: try one feature in this throw-away process.
     #[command(name = "__probe", hide = true)]
     Probe {
@@ -92,6 +99,19 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Commands::Requirements { paths } => {
+            let mut probes = crate::probe::Cache::default();
+            let unmet: std::collections::BTreeMap<String, String> = paths
+                .iter()
+                .filter_map(|path| {
+                    let loaded = load_file(path).ok()?;
+                    let reason = crate::requires::check(&loaded.scenario, &mut probes).err()?;
+                    Some((path.display().to_string(), reason))
+                })
+                .collect();
+            emit(&(serde_json::to_string(&unmet).unwrap_or_default() + "\n"));
+            ExitCode::SUCCESS
         }
         Commands::Probe { feature } => match crate::requires::parse_feature(&feature) {
             Err(message) => {

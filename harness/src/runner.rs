@@ -3,6 +3,7 @@
 //! This is what both `cargo test` (through libtest-mimic) and `nsconform run` use. The
 //! calling process may be multithreaded: all namespace work happens in the child.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,33 @@ fn name_of(path: &Path, root: Option<&Path>) -> String {
     } else {
         text
     }
+}
+
+/// Why each of `files` cannot run on this machine (unmet requirements), by file path,
+/// decided in one `nsconform __requirements` process so each feature is probed once.
+/// Files that are fine, or invalid (their run reports that), are left out.
+pub fn unmet_requirements(
+    exe: &Path,
+    files: &[ScenarioFile],
+) -> Result<BTreeMap<PathBuf, String>, String> {
+    let output = Command::new(exe)
+        .arg("__requirements")
+        .args(files.iter().map(|f| &f.path))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "requirement check failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let unmet: BTreeMap<String, String> = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("requirement check gave no answer: {e}"))?;
+    Ok(unmet
+        .into_iter()
+        .map(|(path, reason)| (PathBuf::from(path), reason))
+        .collect())
 }
 
 /// Run `file` in a fresh `nsconform __supervise` process (`exe` is the nsconform binary).

@@ -457,6 +457,9 @@ mod tests {
         fn unshare(&mut self, _: &[NsKind]) -> Result<(), Errno> {
             self.call("unshare")
         }
+        fn become_ids(&mut self, _: Option<u32>, _: Option<u32>) -> Result<(), Errno> {
+            self.call("become_ids")
+        }
         fn await_parent_maps(&mut self) -> Result<(), Errno> {
             self.call("await_parent_maps")
         }
