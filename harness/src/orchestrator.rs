@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::actor::plan::{plan, PlanContext};
 use crate::actor::protocol::{self, Exit, Reply, Request};
-use crate::actor::setup::spawn_actor;
+use crate::actor::spawn::spawn_actor;
 use crate::matcher;
 use crate::report::{Event, Mismatch, StepRecord};
 use crate::requires::COMMAND_PATH;

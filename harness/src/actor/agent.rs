@@ -17,8 +17,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::kernel::write_once;
 use super::protocol::{self, Exit, Reply, Request};
-use super::setup::{spawn_actor, write_once};
+use super::spawn::spawn_actor;
 use crate::sys;
 
 /// Output beyond this many bytes per stream is dropped (and said so).
