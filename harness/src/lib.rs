@@ -12,6 +12,7 @@ mod actor;
 mod cgroup;
 pub mod cli;
 mod errno;
+mod expect;
 pub mod host_guard;
 mod matcher;
 mod orchestrator;

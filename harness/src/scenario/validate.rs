@@ -2,27 +2,26 @@
 //! steps, placeholders, map lines, durations, requirement names, and combinations that make
 //! no sense (a `map` without a user namespace, a step with two commands, ...).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 use toml::Spanned;
 
 use super::load::{Diagnostic, LoadedScenario};
-use super::model::{Actor, Join, Mapping, NsKind, Step};
+use super::model::{Actor, Join, Mapping, NsKind};
 use crate::requires::{parse_duration, parse_feature, parse_kernel_range};
-use crate::template::{self, Placeholder};
 
 /// The implicit actor that stands for the host (the "other terminal").
 pub(crate) const HOST_ACTOR: &str = "host";
 
 /// Collects diagnostics with positions in one scenario file.
-struct Checker<'a> {
-    loaded: &'a LoadedScenario,
+pub(super) struct Checker<'a> {
+    pub(super) loaded: &'a LoadedScenario,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let d = Diagnostic::at(
             &self.loaded.path,
             &self.loaded.source,
@@ -32,7 +31,7 @@ impl Checker<'_> {
         self.diagnostics.push(d);
     }
 
-    fn error_at<T>(&mut self, value: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn error_at<T>(&mut self, value: &Spanned<T>, message: impl Into<String>) {
         self.error(Some(value.span()), message);
     }
 }
@@ -67,6 +66,9 @@ pub(crate) fn validate(loaded: &LoadedScenario) -> Vec<Diagnostic> {
     checker.diagnostics
 }
 
+mod steps;
+use steps::check_step;
+
 fn check_requires(checker: &mut Checker<'_>) {
     let requires = &checker.loaded.scenario.requires;
     if let Some(kernel) = &requires.kernel {
@@ -89,7 +91,7 @@ fn check_requires(checker: &mut Checker<'_>) {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -264,196 +266,6 @@ pub(crate) fn dependency(actor: &Actor) -> Option<&str> {
         .as_ref()
         .map(|join| join.get_ref().actor())
         .or(actor.parent.as_ref().map(|p| p.get_ref().as_str()))
-}
-
-fn check_step(
-    checker: &mut Checker<'_>,
-    number: usize,
-    step: &Spanned<Step>,
-    captured: &mut BTreeSet<String>,
-) {
-    let span = step.span();
-    let step = step.get_ref();
-    let actors = &checker.loaded.scenario.actors;
-    if let Some(actor) = &step.actor {
-        let name = actor.get_ref();
-        if name != HOST_ACTOR && !actors.contains_key(name.as_str()) {
-            checker.error_at(
-                actor,
-                format!(
-                    "unknown actor `{name}` (declared actors: {})",
-                    declared(actors)
-                ),
-            );
-        }
-    }
-    let actions = [
-        step.run.is_some(),
-        step.argv.is_some(),
-        step.write.is_some(),
-        step.start.is_some(),
-    ];
-    match actions.iter().filter(|a| **a).count() {
-        0 => checker.error(
-            Some(span.clone()),
-            format!("step {number} needs one of `run`, `argv`, `write` or `start`"),
-        ),
-        1 => {}
-        _ => checker.error(
-            Some(span.clone()),
-            format!("step {number} has more than one of `run`, `argv`, `write` and `start`"),
-        ),
-    }
-    let is_command = step.run.is_some() || step.argv.is_some();
-    if let Some(run) = &step.run {
-        if run.get_ref().trim().is_empty() {
-            checker.error_at(run, "`run` must not be empty");
-        }
-    }
-    if let Some(argv) = &step.argv {
-        if argv
-            .get_ref()
-            .first()
-            .is_none_or(|program| program.is_empty())
-        {
-            checker.error_at(argv, "`argv` needs a program as its first element");
-        }
-    }
-    if let Some(start) = &step.start {
-        let name = start.get_ref();
-        if !actors.contains_key(name.as_str()) {
-            checker.error_at(
-                start,
-                format!(
-                    "`start` names unknown actor `{name}` (declared actors: {})",
-                    declared(actors)
-                ),
-            );
-        }
-        if step.actor.is_some() {
-            checker.error_at(
-                start,
-                "a `start` step names its actor in `start`, not `actor`",
-            );
-        }
-    }
-    if step.content.is_some() && step.write.is_none() {
-        checker.error(
-            Some(span.clone()),
-            format!("step {number}: `content` goes with `write`"),
-        );
-    }
-    if let Some(error) = &step.error {
-        if step.write.is_none() && step.start.is_none() {
-            checker.error_at(
-                error,
-                "`error` goes with `write` or `start`; commands use `status` and `stderr`",
-            );
-        } else if crate::errno::from_name(error.get_ref()).is_none() {
-            checker.error_at(
-                error,
-                format!(
-                    "unknown errno name `{}` (expected e.g. EPERM, EINVAL)",
-                    error.get_ref()
-                ),
-            );
-        }
-    }
-    if !is_command {
-        for (field, present) in [
-            ("status", step.status.is_some()),
-            ("stdout", step.stdout.is_some()),
-            ("stderr", step.stderr.is_some()),
-            ("stdin", step.stdin.is_some()),
-            ("capture", step.capture.is_some()),
-        ] {
-            if present {
-                checker.error(
-                    Some(span.clone()),
-                    format!("step {number}: `{field}` goes with `run` or `argv`"),
-                );
-            }
-        }
-    }
-    let mut texts: Vec<(&str, Range<usize>)> = Vec::new();
-    for field in [&step.run, &step.write, &step.stdout, &step.stderr]
-        .into_iter()
-        .flatten()
-    {
-        texts.push((field.get_ref(), field.span()));
-    }
-    if let Some(argv) = &step.argv {
-        for arg in argv.get_ref() {
-            texts.push((arg, argv.span()));
-        }
-    }
-    for text in [&step.content, &step.stdin].into_iter().flatten() {
-        texts.push((text, span.clone()));
-    }
-    for (text, field_span) in texts {
-        check_placeholders(checker, text, field_span, captured);
-    }
-    if let Some(capture) = &step.capture {
-        if !valid_name(capture.get_ref()) {
-            checker.error_at(
-                capture,
-                "a capture name uses only letters, digits, `-` and `_`",
-            );
-        }
-        captured.insert(capture.get_ref().clone());
-    }
-}
-
-fn check_placeholders(
-    checker: &mut Checker<'_>,
-    text: &str,
-    span: Range<usize>,
-    captured: &BTreeSet<String>,
-) {
-    let at = |offset: usize| Some(text_offset(&checker.loaded.source, &span, text, offset));
-    match template::placeholders(text) {
-        Err(err) => {
-            let position = at(err.offset);
-            checker.error(position, err.message);
-        }
-        Ok(found) => {
-            for (placeholder, offset) in found {
-                let problem = match &placeholder {
-                    Placeholder::Pid(actor)
-                        if actor != HOST_ACTOR
-                            && !checker.loaded.scenario.actors.contains_key(actor.as_str()) =>
-                    {
-                        Some(format!("`{placeholder}` names unknown actor `{actor}`"))
-                    }
-                    Placeholder::Var(name) if !captured.contains(name) => Some(format!(
-                        "`{placeholder}` is not captured by an earlier step (`capture = \"{name}\"`)"
-                    )),
-                    _ => None,
-                };
-                if let Some(message) = problem {
-                    let position = at(offset);
-                    checker.error(position, message);
-                }
-            }
-        }
-    }
-}
-
-/// The byte offset in the source of byte `offset` inside a string value at `span`, when the
-/// value is written literally there; otherwise the value's start.
-fn text_offset(source: &str, span: &Range<usize>, text: &str, offset: usize) -> Range<usize> {
-    let raw = source.get(span.clone()).unwrap_or("");
-    let start = raw
-        .find(text)
-        .filter(|_| !text.is_empty())
-        .map_or(span.start, |i| span.start + i + offset);
-    start..start + 1
-}
-
-fn declared(actors: &BTreeMap<Spanned<String>, Actor>) -> String {
-    let mut names: Vec<&str> = vec![HOST_ACTOR];
-    names.extend(actors.keys().map(|k| k.get_ref().as_str()));
-    names.join(", ")
 }
 
 #[cfg(test)]

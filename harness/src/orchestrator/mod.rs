@@ -6,22 +6,23 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::actor::plan::{plan, PlanContext};
 use crate::actor::protocol::{self, Exit, Reply, Request};
-use crate::actor::spawn::spawn_actor;
-use crate::matcher;
-use crate::report::{Event, Mismatch, StepRecord};
+use crate::expect;
+use crate::report::{Event, StepRecord};
 use crate::requires::COMMAND_PATH;
-use crate::scenario::model::{Actor, StatusExpectation, StatusWord, Step};
+use crate::scenario::model::{Actor, Step};
 use crate::scenario::validate::HOST_ACTOR;
 use crate::scenario::LoadedScenario;
 use crate::template::{self, Placeholder};
+
+mod start;
+use start::StartError;
 
 /// A started actor.
 struct LiveActor {
@@ -257,55 +258,30 @@ impl<'a> Orchestrator<'a> {
 
     fn check_command(&mut self, step: &Step, record: &mut StepRecord) -> Result<(), Abort> {
         let exit = record.exit.unwrap_or(Exit::Code(-1));
-        let expected = step
-            .status
-            .as_ref()
-            .map_or(StatusExpectation::Code(0), |s| *s.get_ref());
-        let status_ok = match (expected, exit) {
-            (StatusExpectation::Word(StatusWord::Any), _) => true,
-            (StatusExpectation::Word(StatusWord::Nonzero), exit) => exit != Exit::Code(0),
-            (StatusExpectation::Code(code), exit) => exit == Exit::Code(code),
-        };
-        if !status_ok {
-            let expected = match expected {
-                StatusExpectation::Code(code) => format!("exit status {code}"),
-                StatusExpectation::Word(StatusWord::Nonzero) => "a nonzero exit status".into(),
-                StatusExpectation::Word(StatusWord::Any) => "any status".into(),
-            };
-            record.mismatches.push(Mismatch {
-                what: "status".into(),
-                expected,
-                actual: exit.to_string(),
-            });
-        }
-        for (what, pattern, actual) in [
-            ("stdout", &step.stdout, record.stdout.clone()),
-            ("stderr", &step.stderr, record.stderr.clone()),
-        ] {
+        let expected_status = step.status.as_ref().map(|s| *s.get_ref());
+        record
+            .mismatches
+            .extend(expect::status(expected_status, exit));
+        for (what, pattern) in [("stdout", &step.stdout), ("stderr", &step.stderr)] {
             if let Some(pattern) = pattern {
                 let expected = self.expand(pattern.get_ref())?;
-                if !matcher::matches(&expected, &actual) {
-                    record.mismatches.push(Mismatch {
-                        what: what.into(),
-                        expected,
-                        actual,
-                    });
-                }
+                let actual = if what == "stdout" {
+                    &record.stdout
+                } else {
+                    &record.stderr
+                };
+                let mismatch = expect::text(what, expected, actual);
+                record.mismatches.extend(mismatch);
             }
         }
         Ok(())
     }
 
     fn check_error(&self, step: &Step, actual: Option<String>, record: &mut StepRecord) {
-        let expected = step.error.as_ref().map(|e| e.get_ref().clone());
-        if expected != actual {
-            let show = |e: &Option<String>| e.clone().unwrap_or_else(|| "success".into());
-            record.mismatches.push(Mismatch {
-                what: "error".into(),
-                expected: show(&expected),
-                actual: show(&actual),
-            });
-        }
+        let expected = step.error.as_ref().map(|e| e.get_ref().as_str());
+        record
+            .mismatches
+            .extend(expect::error(expected, actual.as_deref()));
     }
 
     fn expand(&mut self, text: &str) -> Result<String, Abort> {
@@ -345,123 +321,6 @@ impl<'a> Orchestrator<'a> {
             _ => Err(gone()),
         }
     }
-
-    fn start(&mut self, name: &str) -> Result<(), StartError> {
-        if self.actors.contains_key(name) {
-            return Err(StartError::Other(format!(
-                "actor `{name}` has already started"
-            )));
-        }
-        self.ensure_started(name)
-    }
-
-    /// Start `name` (and first what it depends on) unless it is running.
-    fn ensure_started(&mut self, name: &str) -> Result<(), StartError> {
-        if self.actors.contains_key(name) {
-            return Ok(());
-        }
-        let default = Actor::default();
-        let def = if name == HOST_ACTOR {
-            &default
-        } else {
-            self.actor_def(name)
-                .ok_or_else(|| StartError::Other(format!("unknown actor `{name}`")))?
-        };
-        let mut join_pid = None;
-        if let Some(join) = &def.join {
-            let target = join.get_ref().actor();
-            self.ensure_started(target)?;
-            join_pid = Some(self.actors[target].pid);
-        }
-        if let Some(cgroup) = &def.cgroup {
-            let dir = format!("/sys/fs/cgroup/{}", cgroup.get_ref());
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| StartError::Other(format!("cannot create cgroup {dir}: {e}")))?;
-        }
-        let context = PlanContext {
-            uid: self.ids.uid,
-            gid: self.ids.gid,
-            join_pid,
-        };
-        let plan = plan(name, def, context);
-        let (ours, theirs) =
-            protocol::control_pair().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
-        if let Some(parent) = &def.parent {
-            let parent = parent.get_ref().clone();
-            self.ensure_started(&parent)?;
-            let control = &self.actors[parent.as_str()].control;
-            let request = Request::Spawn(Box::new(plan));
-            protocol::send(control, &request, Some(theirs.as_raw_fd())).map_err(|e| {
-                StartError::Other(format!("asking `{parent}` to create `{name}`: {e}"))
-            })?;
-            drop(theirs);
-            match protocol::recv::<Reply>(control) {
-                Ok(Some(protocol::Received {
-                    message: Reply::Spawned(Ok(())),
-                    ..
-                })) => {}
-                Ok(Some(protocol::Received {
-                    message: Reply::Spawned(Err(e)),
-                    ..
-                })) => {
-                    return Err(StartError::Other(format!(
-                        "`{parent}` could not create `{name}`: {e}"
-                    )))
-                }
-                _ => {
-                    return Err(StartError::Other(format!(
-                        "actor `{parent}` exited while creating `{name}`"
-                    )))
-                }
-            }
-        } else {
-            spawn_actor(&plan, theirs).map_err(StartError::Other)?;
-        }
-        match protocol::recv::<Reply>(&ours) {
-            Ok(Some(protocol::Received {
-                message: Reply::Ready,
-                sender_pid: Some(pid),
-                ..
-            })) => {
-                self.actors
-                    .insert(name.to_string(), LiveActor { pid, control: ours });
-                Ok(())
-            }
-            Ok(Some(protocol::Received {
-                message: Reply::SetupFailed { errno, message, .. },
-                ..
-            })) => Err(StartError::Setup {
-                actor: name.to_string(),
-                errno,
-                message,
-            }),
-            other => Err(StartError::Other(format!(
-                "actor `{name}` ended during setup without a word ({})",
-                match other {
-                    Err(e) => e.to_string(),
-                    _ => "no ready message".into(),
-                }
-            ))),
-        }
-    }
-}
-
-/// Why an actor did not start.
-#[derive(Debug, thiserror::Error)]
-enum StartError {
-    /// Its setup failed (e.g. `unshare` refused).
-    #[error("actor `{actor}` could not be set up: {message}")]
-    Setup {
-        /// The actor.
-        actor: String,
-        /// The errno, when a system call failed.
-        errno: Option<i32>,
-        /// The message.
-        message: String,
-    },
-    /// Anything else.
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Reap ended children without waiting (the orchestrator is a namespace init).
