@@ -76,6 +76,9 @@ pub struct StepRecord {
     pub duration_us: u64,
     /// Differences from the expectations; empty when the step passed.
     pub mismatches: Vec<Mismatch>,
+    /// What an `observe` step observed (see `docs/observations.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<serde_json::Value>,
 }
 
 /// A message from the orchestrator to the supervisor (one JSON object per line).
@@ -121,9 +124,28 @@ pub struct ScenarioReport {
     pub duration_ms: u64,
     /// What the harness's own processes wrote to stderr, if anything.
     pub log: String,
+    /// Whether the scenario asks for its observations to be snapshotted.
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 impl ScenarioReport {
+    /// The observations of every `observe` step as one text, for a snapshot: a heading per
+    /// step (its number, actor and action) and the observation as pretty JSON.
+    pub fn observations_text(&self) -> String {
+        let mut text = String::new();
+        for step in &self.steps {
+            if let Some(observation) = &step.observation {
+                let json = serde_json::to_string_pretty(observation).unwrap_or_default();
+                text.push_str(&format!(
+                    "# step {} [{}] {}\n{json}\n",
+                    step.number, step.actor, step.action
+                ));
+            }
+        }
+        text
+    }
+
     /// A human-readable account of a failure: the step, its actor and command, and a diff
     /// for every expectation that did not hold. Empty for passed and skipped scenarios.
     pub fn explain(&self) -> String {
@@ -168,7 +190,7 @@ impl ScenarioReport {
         }
         for mismatch in &record.mismatches {
             match mismatch.what.as_str() {
-                "stdout" | "stderr" => {
+                what if what == "stdout" || what == "stderr" || what.starts_with("expect.") => {
                     text.push_str(&format!("  {} does not match:\n", mismatch.what));
                     let diff = crate::matcher::diff(&mismatch.expected, &mismatch.actual);
                     for line in diff.lines() {

@@ -57,42 +57,83 @@ impl LinkKind {
 /// A probed capability of the kernel or machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Feature {
-    /// A namespace type exists (`/proc/self/ns/NAME`).
+    /// A namespace type exists and the harness can create one (`ns:NAME`).
     Namespace(NsKind),
-    /// An unprivileged user (uid 65534) may create a user namespace.
+    /// Root may create a user namespace (`userns`).
+    Userns,
+    /// An unprivileged user (uid 65534) may create a user namespace (`userns:unprivileged`).
     UnprivilegedUserns,
-    /// cgroup v2 is mounted somewhere.
+    /// A cgroup v1 hierarchy is mounted somewhere (`cgroup1`).
+    Cgroup1,
+    /// cgroup v2 is mounted somewhere (`cgroup2`).
     Cgroup2,
-    /// overlayfs can be mounted by real root.
+    /// overlayfs can be mounted by real root (`overlayfs`).
     Overlayfs,
-    /// overlayfs can be mounted inside a user namespace.
+    /// overlayfs can be mounted inside a user namespace (`overlayfs:userns`).
     OverlayfsInUserns,
+    /// tmpfs can be mounted inside a user namespace (`tmpfs:userns`).
+    TmpfsInUserns,
+    /// A fresh `/proc` can be mounted inside a user and PID namespace (`proc:userns`).
+    ProcInUserns,
+    /// A detached mount can be idmapped with `mount_setattr` (`idmapped-mounts`).
+    IdmappedMounts,
+    /// `pidfd_open` works (`pidfd`).
+    Pidfd,
+    /// The `clone3` system call exists (`clone3`).
+    Clone3,
+    /// `setns` accepts a pidfd, Linux 5.8+ (`setns:pidfd`).
+    SetnsPidfd,
+    /// The namespace `ioctl`s work: `NS_GET_USERNS` (`nsfs:ioctl`).
+    NsfsIoctl,
+    /// Time-namespace clock offsets can be written and take effect (`time:offsets`).
+    TimeOffsets,
     /// A link kind can be created (in a throw-away network namespace).
     Link(LinkKind),
 }
 
 impl fmt::Display for Feature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Feature::Namespace(kind) => write!(f, "ns:{kind}"),
-            Feature::UnprivilegedUserns => f.write_str("userns:unprivileged"),
-            Feature::Cgroup2 => f.write_str("cgroup2"),
-            Feature::Overlayfs => f.write_str("overlayfs"),
-            Feature::OverlayfsInUserns => f.write_str("overlayfs:userns"),
-            Feature::Link(kind) => write!(f, "link:{}", kind.name()),
-        }
+        let name = match self {
+            Feature::Namespace(kind) => return write!(f, "ns:{kind}"),
+            Feature::Link(kind) => return write!(f, "link:{}", kind.name()),
+            Feature::Userns => "userns",
+            Feature::UnprivilegedUserns => "userns:unprivileged",
+            Feature::Cgroup1 => "cgroup1",
+            Feature::Cgroup2 => "cgroup2",
+            Feature::Overlayfs => "overlayfs",
+            Feature::OverlayfsInUserns => "overlayfs:userns",
+            Feature::TmpfsInUserns => "tmpfs:userns",
+            Feature::ProcInUserns => "proc:userns",
+            Feature::IdmappedMounts => "idmapped-mounts",
+            Feature::Pidfd => "pidfd",
+            Feature::Clone3 => "clone3",
+            Feature::SetnsPidfd => "setns:pidfd",
+            Feature::NsfsIoctl => "nsfs:ioctl",
+            Feature::TimeOffsets => "time:offsets",
+        };
+        f.write_str(name)
     }
 }
 
 impl Feature {
-    /// Every feature the probes know, for listings.
+    /// Every feature the probes know, in listing order.
     pub(crate) fn all() -> Vec<Feature> {
         let mut all: Vec<Feature> = NsKind::ALL.iter().map(|k| Feature::Namespace(*k)).collect();
         all.extend([
+            Feature::Userns,
             Feature::UnprivilegedUserns,
+            Feature::Cgroup1,
             Feature::Cgroup2,
             Feature::Overlayfs,
             Feature::OverlayfsInUserns,
+            Feature::TmpfsInUserns,
+            Feature::ProcInUserns,
+            Feature::IdmappedMounts,
+            Feature::Pidfd,
+            Feature::Clone3,
+            Feature::SetnsPidfd,
+            Feature::NsfsIoctl,
+            Feature::TimeOffsets,
         ]);
         all.extend(LinkKind::ALL.iter().map(|k| Feature::Link(*k)));
         all
@@ -267,6 +308,35 @@ mod tests {
         assert!(parse_feature("link:warp")
             .unwrap_err()
             .contains("unknown feature"));
+    }
+
+    #[test]
+    fn feature_names_are_distinct_and_complete() {
+        let names: Vec<String> = Feature::all().iter().map(ToString::to_string).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for name in [
+            "ns:time",
+            "userns",
+            "userns:unprivileged",
+            "cgroup1",
+            "cgroup2",
+            "tmpfs:userns",
+            "proc:userns",
+            "idmapped-mounts",
+            "pidfd",
+            "clone3",
+            "setns:pidfd",
+            "nsfs:ioctl",
+            "time:offsets",
+            "link:ipvlan",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} missing");
+        }
+        // At least 15 features besides the link kinds.
+        assert!(names.iter().filter(|n| !n.starts_with("link:")).count() >= 15);
     }
 
     #[test]

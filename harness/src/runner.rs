@@ -82,14 +82,83 @@ fn name_of(path: &Path, root: Option<&Path>) -> String {
     }
 }
 
-/// Why each of `files` cannot run on this machine (unmet requirements), by file path,
-/// decided in one `nsconform __requirements` process so each feature is probed once.
-/// Files that are fine, or invalid (their run reports that), are left out.
-pub fn unmet_requirements(
-    exe: &Path,
+/// Runs scenarios with one `nsconform` binary, sharing one feature probe per run.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    exe: PathBuf,
+    feature_cache: Option<PathBuf>,
+}
+
+impl Runner {
+    /// A runner using the `nsconform` binary `exe`, probing features in each supervisor.
+    pub fn new(exe: impl Into<PathBuf>) -> Runner {
+        Runner {
+            exe: exe.into(),
+            feature_cache: None,
+        }
+    }
+
+    /// Probe every feature once now (`nsconform features --save FILE`) and let every
+    /// supervisor read the results from `file` instead of probing again. An existing file
+    /// is reused as it is when `reuse` is true (callers key its name to the boot and binary).
+    pub fn with_feature_cache(
+        mut self,
+        file: impl Into<PathBuf>,
+        reuse: bool,
+    ) -> Result<Runner, String> {
+        let file = file.into();
+        if !(reuse && file.exists()) {
+            let output = Command::new(&self.exe)
+                .args(["features", "--save"])
+                .arg(&file)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "feature probing failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+        }
+        self.feature_cache = Some(file);
+        Ok(self)
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.exe);
+        if let Some(cache) = &self.feature_cache {
+            command.env(crate::probe::CACHE_ENV, cache);
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// Why each of `files` cannot run on this machine (unmet requirements), by file path,
+    /// decided in one `nsconform __requirements` process so each feature is probed once.
+    /// Files that are fine, or invalid (their run reports that), are left out.
+    pub fn unmet_requirements(
+        &self,
+        files: &[ScenarioFile],
+    ) -> Result<BTreeMap<PathBuf, String>, String> {
+        unmet_requirements(self, files)
+    }
+
+    /// Run `file` in a fresh `nsconform __supervise` process. A supervisor that outlives the
+    /// scenario's own timeout by 30 s is killed, so a bug in the harness cannot hang the
+    /// caller either.
+    pub fn run(&self, file: &ScenarioFile) -> ScenarioReport {
+        run_isolated(self, file)
+    }
+}
+
+fn unmet_requirements(
+    runner: &Runner,
     files: &[ScenarioFile],
 ) -> Result<BTreeMap<PathBuf, String>, String> {
-    let output = Command::new(exe)
+    let exe = &runner.exe;
+    let output = runner
+        .command()
         .arg("__requirements")
         .args(files.iter().map(|f| &f.path))
         .stdin(Stdio::null())
@@ -109,11 +178,8 @@ pub fn unmet_requirements(
         .collect())
 }
 
-/// Run `file` in a fresh `nsconform __supervise` process (`exe` is the nsconform binary).
-///
-/// A supervisor that outlives the scenario's own timeout by 30 s is killed, so a bug in the
-/// harness cannot hang the caller either.
-pub fn run_isolated(exe: &Path, file: &ScenarioFile) -> ScenarioReport {
+fn run_isolated(runner: &Runner, file: &ScenarioFile) -> ScenarioReport {
+    let exe = &runner.exe;
     let started = Instant::now();
     let limit = load_file(&file.path)
         .map(|l| timeout_of(&l))
@@ -126,8 +192,10 @@ pub fn run_isolated(exe: &Path, file: &ScenarioFile) -> ScenarioReport {
         steps: Vec::new(),
         duration_ms: started.elapsed().as_millis() as u64,
         log: String::new(),
+        snapshot: false,
     };
-    let mut child = match Command::new(exe)
+    let mut child = match runner
+        .command()
         .arg("__supervise")
         .arg("--name")
         .arg(&file.name)

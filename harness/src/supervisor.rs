@@ -65,6 +65,7 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
         steps: Vec::new(),
         duration_ms: 0,
         log: String::new(),
+        snapshot: false,
     };
     report.outcome = match load_file(path) {
         Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {
@@ -78,7 +79,8 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
             message: err.to_string(),
         },
         Ok(loaded) => {
-            let mut probes = probe::Cache::default();
+            let mut probes = probe::Cache::from_env();
+            report.snapshot = loaded.scenario.snapshot;
             match requires::check(&loaded.scenario, &mut probes) {
                 Err(reason) => Outcome::Skipped { reason },
                 Ok(()) => run(&loaded, &mut report.steps),
@@ -270,6 +272,7 @@ fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecor
                     error: None,
                     duration_us: 0,
                     mismatches: Vec::new(),
+                    observation: None,
                 });
             }
             Ok(Event::StepFinished(record)) => {

@@ -1,9 +1,9 @@
 //! The syscall seam: the only module with `unsafe`.
 //!
 //! Everything here is a thin, documented wrapper over a call that `nix` does not offer safely
-//! (fork-like `clone`, `pidfd_open`, capability-bounding `prctl`, interface-flag `ioctl`) or
-//! offers only as `unsafe` (`fork`). Callers must be single-threaded where a function says so;
-//! [`fork`] checks it.
+//! (fork-like `clone`, `pidfd_open`, capability-bounding `prctl`, interface-flag `ioctl`, the
+//! new mount calls, `clone3`, the namespace `ioctl`s) or offers only as `unsafe` (`fork`).
+//! Callers must be single-threaded where a function says so; [`fork`] checks it.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -76,6 +76,119 @@ pub(crate) fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// A path as the C string a system call takes (`EINVAL` if it holds a NUL byte).
+fn c_path(path: &std::path::Path) -> nix::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)
+}
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC`: a detached copy of the mount at
+/// `path` (that mount only, not the ones below it), which nothing sees until it is attached.
+pub(crate) fn open_tree_clone(path: &std::path::Path) -> nix::Result<OwnedFd> {
+    let path = c_path(path)?;
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; the other arguments
+    // are integers. The result is checked before use.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `mount_setattr(2)` with `MOUNT_ATTR_IDMAP` on the detached mount `mount` itself: its files
+/// appear with their owners mapped through the user namespace `userns`.
+pub(crate) fn mount_setattr_idmap(
+    mount: std::os::fd::BorrowedFd<'_>,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: the empty path is a NUL-terminated static string, and `attr` is a fully
+    // initialised mount_attr that outlives the call, passed with its exact size; the kernel
+    // only reads both.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// `move_mount(2)`: attach the detached mount `mount` at `target`.
+pub(crate) fn move_mount_to(
+    mount: std::os::fd::BorrowedFd<'_>,
+    target: &std::path::Path,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let target = c_path(target)?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call; the other
+    // arguments are integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// Whether `clone3(2)` exists, asked without creating anything: the call is made with a size
+/// smaller than any version of its argument structure, which a kernel that has it refuses
+/// with `EINVAL` before reading the arguments. Returns that errno (`ENOSYS` when the call is
+/// missing or filtered).
+pub(crate) fn clone3_with_undersized_args() -> nix::errno::Errno {
+    // Room for the largest clone_args (11 u64 fields), all zero.
+    let args = [0u64; 11];
+    // SAFETY: the pointer is valid for the whole array, which outlives the call; with a size
+    // of 8 (below CLONE_ARGS_SIZE_VER0 = 64) the kernel returns EINVAL without creating a
+    // process, so no child can return from this call.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, args.as_ptr(), 8usize) };
+    if ret == 0 {
+        // Unreachable on any kernel (see above); never continue as a child.
+        std::process::exit(0);
+    }
+    if ret > 0 {
+        return nix::errno::Errno::UnknownErrno;
+    }
+    nix::errno::Errno::last()
+}
+
+/// `ioctl(NS_GET_USERNS)`: a descriptor for the user namespace that owns the namespace `ns`
+/// (a `/proc/PID/ns/*` descriptor).
+pub(crate) fn ns_get_userns(ns: std::os::fd::BorrowedFd<'_>) -> nix::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: NS_GET_USERNS takes no argument and touches no memory of ours; the result is
+    // checked before use.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Drop every capability from the bounding set (needs `CAP_SETPCAP`; call before `setuid`).
@@ -159,5 +272,50 @@ pub(crate) fn close_other_fds(keep: &[std::os::fd::RawFd]) {
     for fd in fds {
         // The directory listing's own descriptor is already closed; EBADF is harmless.
         let _ = nix::unistd::close(fd);
+    }
+}
+
+/// `ioctl(NS_GET_USERNS)`: the user namespace that owns the namespace open as `file`.
+pub(crate) fn namespace_owner(file: &std::fs::File) -> nix::Result<OwnedFd> {
+    namespace_ioctl(file, NS_GET_USERNS)
+}
+
+/// `ioctl(NS_GET_PARENT)`: the parent of the user or PID namespace open as `file`.
+pub(crate) fn namespace_parent(file: &std::fs::File) -> nix::Result<OwnedFd> {
+    namespace_ioctl(file, NS_GET_PARENT)
+}
+
+/// `_IO(0xb7, 0x1)` from `linux/nsfs.h`.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+/// `_IO(0xb7, 0x2)` from `linux/nsfs.h`.
+const NS_GET_PARENT: libc::c_ulong = 0xb702;
+
+fn namespace_ioctl(file: &std::fs::File, request: libc::c_ulong) -> nix::Result<OwnedFd> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // SAFETY: nsfs ioctls without an argument; the descriptor is borrowed from `file`, which
+    // outlives the call, and the returned descriptor is new and ours (checked for -1).
+    let ret = unsafe { libc::ioctl(fd, request as _) };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// Make `command` start with an empty signal mask. Commands must not inherit the agent's
+/// blocked `SIGCHLD` (kept for its signalfd): a shell would then wait forever in `wait`.
+pub(crate) fn empty_signal_mask_before_exec(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec; sigemptyset and pthread_sigmask are
+    // async-signal-safe, allocate nothing, and only touch the stack-local set.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            if libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }

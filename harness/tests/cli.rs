@@ -212,3 +212,11 @@ fn a_tool_that_fails_to_isolate_is_caught_and_only_renames_the_stand_in() {
 fn nix_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").expect("read hostname")
 }
+
+#[test]
+fn commands_run_as_in_a_terminal_with_jobs_and_traps() {
+    let output = nsconform(&["run", "fixtures/passing"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+}

@@ -11,8 +11,42 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use nsconform::host_guard::HostSnapshot;
-use nsconform::report::Outcome;
-use nsconform::runner::{discover, run_isolated, unmet_requirements};
+use nsconform::report::{Outcome, ScenarioReport};
+use nsconform::runner::{discover, Runner};
+
+/// Compare the scenario's observations with `snapshots/<type>__<name>.snap`, or with the
+/// per-kernel variant `<type>__<name>@kernel-MAJOR.MINOR.snap` when one exists (insta).
+fn assert_observations_snapshot(report: &ScenarioReport, path: &Path) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots");
+    let generic = report.name.replace('/', "__");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let major_minor: Vec<&str> = release.trim().split(['.', '-']).take(2).collect();
+    let variant = format!("{generic}@kernel-{}", major_minor.join("."));
+    let name = if dir.join(format!("{variant}.snap")).exists() {
+        variant
+    } else {
+        generic
+    };
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(&dir);
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_input_file(path);
+    settings.bind(|| insta::assert_snapshot!(name, report.observations_text()));
+}
+
+/// Where feature probe results are kept between the test processes of one boot (nextest
+/// runs each trial in its own process): keyed by the boot and by the binary's build time.
+fn feature_cache_file(exe: &Path) -> PathBuf {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let built = exe
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("features-{}-{built}.json", boot.trim()))
+}
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -25,7 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let unmet = match unmet_requirements(&exe, &files) {
+    let runner = match Runner::new(&exe).with_feature_cache(feature_cache_file(&exe), true) {
+        Ok(runner) => runner,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let unmet = match runner.unmet_requirements(&files) {
         Ok(unmet) => unmet,
         Err(message) => {
             eprintln!("{message}");
@@ -42,11 +83,15 @@ fn main() -> ExitCode {
     let trials = files
         .into_iter()
         .map(|file| {
-            let exe = exe.clone();
+            let runner = runner.clone();
             let ignored = unmet.contains_key(&file.path);
             Trial::ignorable_test(file.name.clone(), move || {
-                let report = run_isolated(&exe, &file);
+                let report = runner.run(&file);
                 match report.outcome {
+                    Outcome::Passed if report.snapshot => {
+                        assert_observations_snapshot(&report, &file.path);
+                        Ok(Completion::Completed)
+                    }
                     Outcome::Passed => Ok(Completion::Completed),
                     Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
                     _ => Err(Failed::from(report.explain())),

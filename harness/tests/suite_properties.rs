@@ -8,12 +8,12 @@
 //!
 //! Mutated copies run through the same runner as `cargo test`, in fresh supervisors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use nsconform::report::Outcome;
-use nsconform::runner::{discover, run_isolated, ScenarioFile};
+use nsconform::runner::{discover, Runner, ScenarioFile};
 use toml_edit::{value, DocumentMut, Item};
 
 fn scenarios() -> Vec<ScenarioFile> {
@@ -33,7 +33,7 @@ struct Variant {
 /// Run every variant (in parallel) and collect the ones that did not fail as required.
 fn run_variants(variants: Vec<Variant>) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_nsconform"));
+    let runner = runner();
     let next = AtomicUsize::new(0);
     let problems = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -49,7 +49,7 @@ fn run_variants(variants: Vec<Variant>) -> Vec<String> {
                     name: variant.scenario.clone(),
                     path,
                 };
-                let report = run_isolated(&exe, &file);
+                let report = runner.run(&file);
                 let ok = match (&report.outcome, variant.failing_step) {
                     (Outcome::Failed { step, .. }, Some(expected)) => *step == Some(expected),
                     (Outcome::Failed { .. }, None) => true,
@@ -73,9 +73,17 @@ fn run_variants(variants: Vec<Variant>) -> Vec<String> {
     problems.into_inner().expect("lock")
 }
 
-fn baseline_passes(file: &ScenarioFile) -> bool {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_nsconform"));
-    matches!(run_isolated(&exe, file).outcome, Outcome::Passed)
+/// A runner probing features once for this test process.
+fn runner() -> Runner {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("properties-features-{}.json", std::process::id()));
+    Runner::new(env!("CARGO_BIN_EXE_nsconform"))
+        .with_feature_cache(cache, true)
+        .expect("probe features")
+}
+
+fn baseline_passes(runner: &Runner, file: &ScenarioFile) -> bool {
+    matches!(runner.run(file).outcome, Outcome::Passed)
 }
 
 fn steps(doc: &mut DocumentMut) -> &mut toml_edit::ArrayOfTables {
@@ -104,6 +112,7 @@ fn mutations(file: &ScenarioFile) -> Vec<Variant> {
                 changes.push((key, value(format!("{expected}\nnsconform-mutation"))));
             }
         }
+        let is_observe = step.contains_key("observe");
         if is_command {
             match step.get("status") {
                 Some(item) if item.as_str() == Some("any") => {}
@@ -113,7 +122,7 @@ fn mutations(file: &ScenarioFile) -> Vec<Variant> {
                 Some(item) => changes.push(("status", value(item.as_integer().unwrap_or(0) + 1))),
                 None => changes.push(("status", value(1))),
             }
-        } else {
+        } else if !is_observe {
             let flipped = match step.get("error").and_then(Item::as_str) {
                 Some("EINVAL") => "EPERM",
                 _ => "EINVAL",
@@ -130,8 +139,53 @@ fn mutations(file: &ScenarioFile) -> Vec<Variant> {
                 failing_step: Some(index + 1),
             });
         }
+        let expected_fields: Vec<String> = step
+            .get("expect")
+            .and_then(Item::as_table_like)
+            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default();
+        for field in expected_fields {
+            let mut doc = original.clone();
+            let step = steps(&mut doc).get_mut(index).expect("step");
+            let expect = step["expect"].as_table_like_mut().expect("expect table");
+            let item = expect.get_mut(&field).expect("field");
+            mutate(item);
+            variants.push(Variant {
+                scenario: file.name.clone(),
+                label: format!("step {} `expect.{field}` changed", index + 1),
+                text: doc.to_string(),
+                failing_step: Some(index + 1),
+            });
+        }
     }
     variants
+}
+
+/// Change an expected value so that it can no longer hold: text gets a suffix, numbers
+/// grow, booleans flip, lists get one more element, tables one more key.
+fn mutate(item: &mut Item) {
+    if let Some(table) = item.as_table_like_mut() {
+        table.insert("nsconform_mutation", value(1));
+        return;
+    }
+    let Some(current) = item.as_value().cloned() else {
+        return;
+    };
+    *item = match current {
+        toml_edit::Value::String(s) => value(format!("{}-nsconform-mutation", s.value())),
+        toml_edit::Value::Integer(i) => value(i.value() + 1),
+        toml_edit::Value::Float(f) => value(f.value() + 1.0),
+        toml_edit::Value::Boolean(b) => value(!b.value()),
+        toml_edit::Value::Array(mut a) => {
+            a.push("nsconform-mutation");
+            value(a)
+        }
+        toml_edit::Value::InlineTable(mut t) => {
+            t.insert("nsconform_mutation", 1.into());
+            value(t)
+        }
+        other => value(other),
+    };
 }
 
 /// Every single-namespace ablation of one scenario.
@@ -183,9 +237,10 @@ fn ablations(file: &ScenarioFile) -> Vec<Variant> {
 
 fn check_property(make: fn(&ScenarioFile) -> Vec<Variant>) {
     let mut variants = Vec::new();
+    let runner = runner();
     for file in scenarios() {
         // Skipped scenarios (unmet requirements here) cannot show anything either way.
-        if baseline_passes(&file) {
+        if baseline_passes(&runner, &file) {
             variants.extend(make(&file));
         }
     }

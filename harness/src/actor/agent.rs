@@ -29,7 +29,7 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 pub(crate) fn serve(control: &OwnedFd) {
     // Orphans handed to an init actor may die while it waits for the next request: a
     // signalfd wakes it to reap them then, so no zombie outlives the step that made it.
-    // Commands start with an empty signal mask (std resets it before `exec`).
+    // Commands get an empty signal mask back before `exec` (see `run_command`).
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     let children = mask
@@ -61,6 +61,16 @@ pub(crate) fn serve(control: &OwnedFd) {
                 Some(fd) => Reply::Spawned(spawn_actor(&plan, fd).map(|_| ())),
                 None => Reply::Spawned(Err("spawn request without a control socket".to_string())),
             },
+            Request::Observe(query) => Reply::Observed(match &received.fd {
+                Some(dir) => {
+                    crate::observe::subject::observe(&query, dir).map_err(|e| e.to_string())
+                }
+                None => Err("observe request without a /proc directory".to_string()),
+            }),
+            Request::ReadMaps => Reply::Observed(match &received.fd {
+                Some(dir) => crate::observe::viewer::maps(dir).map_err(|e| e.to_string()),
+                None => Err("maps request without a /proc directory".to_string()),
+            }),
         };
         reap_orphans();
         if protocol::send(control, &reply, None).is_err() {
@@ -122,6 +132,7 @@ fn run_command(argv: &[String], env: &[(String, String)], cwd: &str, stdin: Opti
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    crate::sys::empty_signal_mask_before_exec(&mut command);
     match command.spawn() {
         Ok(child) => collect(child, stdin.unwrap_or("")),
         Err(err) => {

@@ -15,6 +15,7 @@ use nix::sys::socket::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::plan::ActorPlan;
+use crate::observe::SubjectQuery;
 
 /// Largest frame accepted (command output is capped well below this).
 const MAX_FRAME: usize = 16 << 20;
@@ -42,6 +43,10 @@ pub(crate) enum Request {
     },
     /// Create a nested actor from this one; the frame carries its control socket.
     Spawn(Box<ActorPlan>),
+    /// Observe yourself; the frame carries your `/proc/PID` directory (host's `/proc`).
+    Observe(SubjectQuery),
+    /// Read another process's maps as you see them; the frame carries its `/proc/PID`.
+    ReadMaps,
 }
 
 /// How a command ended.
@@ -89,6 +94,8 @@ pub(crate) enum Reply {
     Wrote(Option<i32>),
     /// A nested actor was forked (its own `Ready` comes on its socket), or why not.
     Spawned(Result<(), String>),
+    /// An observation (a JSON object), or why it failed.
+    Observed(Result<serde_json::Value, String>),
 }
 
 /// A connected pair of control sockets (close-on-exec), the first with `SO_PASSCRED` set

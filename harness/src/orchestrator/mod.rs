@@ -21,6 +21,7 @@ use crate::scenario::validate::HOST_ACTOR;
 use crate::scenario::LoadedScenario;
 use crate::template::{self, Placeholder};
 
+mod observe_step;
 mod start;
 use start::StartError;
 
@@ -48,12 +49,14 @@ pub(crate) struct Orchestrator<'a> {
     ids: HarnessIds,
     hostname: String,
     actors: BTreeMap<String, LiveActor>,
+    /// Actor names in the order they started (for namespace labels).
+    start_order: Vec<String>,
     vars: BTreeMap<String, String>,
     current_step: Option<usize>,
 }
 
 /// A problem that stops the scenario (as opposed to a step whose expectations fail).
-type Abort = String;
+pub(super) type Abort = String;
 
 impl<'a> Orchestrator<'a> {
     /// An orchestrator writing events to `events`.
@@ -67,6 +70,7 @@ impl<'a> Orchestrator<'a> {
             ids,
             hostname,
             actors: BTreeMap::new(),
+            start_order: Vec::new(),
             vars: BTreeMap::new(),
             current_step: None,
         }
@@ -144,6 +148,7 @@ impl<'a> Orchestrator<'a> {
             error: None,
             duration_us: 0,
             mismatches: Vec::new(),
+            observation: None,
         };
         if let Some(name) = &step.start {
             let outcome = self.start(name.get_ref());
@@ -159,6 +164,8 @@ impl<'a> Orchestrator<'a> {
             }
             record.error = errno.clone();
             self.check_error(step, errno, &mut record);
+        } else if let Some(kinds) = &step.observe {
+            self.observe_step(&actor, step, kinds.get_ref(), &mut record)?;
         } else if let Some(path) = &step.write {
             let path = self.expand(path.get_ref())?;
             let content = self.expand(step.content.as_deref().unwrap_or(""))?;
@@ -225,6 +232,16 @@ impl<'a> Orchestrator<'a> {
             )
         } else if let Some(name) = &step.start {
             format!("start actor `{}`", name.get_ref())
+        } else if let Some(kinds) = &step.observe {
+            let kinds: Vec<String> = kinds
+                .get_ref()
+                .iter()
+                .map(|k| format!("{k:?}").to_lowercase())
+                .collect();
+            match &step.of {
+                Some(of) => format!("observe {} of `{}`", kinds.join(", "), of.get_ref()),
+                None => format!("observe {}", kinds.join(", ")),
+            }
         } else {
             String::new()
         })
@@ -307,6 +324,15 @@ impl<'a> Orchestrator<'a> {
     }
 
     fn request(&mut self, actor: &str, request: &Request) -> Result<Reply, Abort> {
+        self.request_with_fd(actor, request, None)
+    }
+
+    fn request_with_fd(
+        &mut self,
+        actor: &str,
+        request: &Request,
+        fd: Option<std::os::fd::RawFd>,
+    ) -> Result<Reply, Abort> {
         self.ensure_started(actor).map_err(|e| e.to_string())?;
         let live = &self.actors[actor];
         let gone = || {
@@ -315,7 +341,7 @@ impl<'a> Orchestrator<'a> {
                 live.pid
             )
         };
-        protocol::send(&live.control, request, None).map_err(|_| gone())?;
+        protocol::send(&live.control, request, fd).map_err(|_| gone())?;
         match protocol::recv::<Reply>(&live.control) {
             Ok(Some(received)) => Ok(received.message),
             _ => Err(gone()),

@@ -90,6 +90,7 @@ impl Orchestrator<'_> {
             })) => {
                 self.actors
                     .insert(name.to_string(), LiveActor { pid, control: ours });
+                self.start_order.push(name.to_string());
                 Ok(())
             }
             Ok(Some(protocol::Received {

@@ -19,6 +19,10 @@ pub(crate) struct Scenario {
     /// Where the spec or the article says this behaviour is defined. Default: none.
     #[serde(default)]
     pub(crate) reference: Option<String>,
+    /// Record the observations of every `observe` step as an insta snapshot in
+    /// `snapshots/` (compared by `cargo test`). Default: false.
+    #[serde(default)]
+    pub(crate) snapshot: bool,
     /// Wall-clock limit for the whole scenario, e.g. `"10s"` or `"500ms"`.
     /// Default: 10 seconds. Multiplied by `NSCONFORM_TIMEOUT_SCALE` when set.
     #[serde(default)]
@@ -356,9 +360,51 @@ pub(crate) struct Step {
     /// Keep the command's standard output (trailing newlines removed) as `{{var.NAME}}`.
     #[serde(default)]
     pub(crate) capture: Option<Spanned<String>>,
+    /// Observations to take, read by the harness with system calls and `/proc` rather than
+    /// from tool output (see `docs/observations.md`). Default: none.
+    #[serde(default)]
+    pub(crate) observe: Option<Spanned<Vec<ObservationKind>>>,
+    /// The actor observed. The step's `actor` is the viewpoint (it matters for `maps`).
+    /// Default: the step's actor.
+    #[serde(default)]
+    pub(crate) of: Option<Spanned<String>>,
+    /// For `mounts`: keep mounts at or below these paths. Default: `["/tmp"]`.
+    #[serde(default)]
+    pub(crate) mounts_under: Option<Vec<String>>,
+    /// For `sysctl`: the sysctls to read, e.g. `["net.ipv4.ip_forward"]`. Default: none.
+    #[serde(default)]
+    pub(crate) sysctls: Vec<String>,
+    /// Expected observed values, by field: `expect.hostname = "newname"`. Only the fields
+    /// given are compared. Default: nothing expected.
+    #[serde(default)]
+    pub(crate) expect: Option<Spanned<toml::Table>>,
     /// Why the step is there, shown in failures. Default: none.
     #[serde(default)]
     pub(crate) note: Option<String>,
+}
+
+/// What an `observe` step can record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ObservationKind {
+    /// Hostname, domain name, PIDs, ids, groups and capabilities.
+    Identity,
+    /// `uid_map`, `gid_map` and `setgroups`, as the viewpoint actor reads them.
+    Maps,
+    /// Which namespaces are shared with the host or other actors, with owners and parents.
+    Namespaces,
+    /// Links, addresses and routes, by rtnetlink.
+    Network,
+    /// Mounts from `mountinfo`, under `mounts_under`.
+    Mounts,
+    /// The cgroup path, inside and from the host.
+    Cgroup,
+    /// Time-namespace offsets.
+    Time,
+    /// System V IPC objects (and POSIX queues when `/dev/mqueue` is mounted).
+    Ipc,
+    /// The sysctls listed in `sysctls`.
+    Sysctl,
 }
 
 /// The expected exit status of a command.

@@ -7,7 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{valid_name, Checker, HOST_ACTOR};
-use crate::scenario::model::{Actor, Step};
+use crate::scenario::model::{Actor, ObservationKind, Step};
 use crate::template::{self, Placeholder};
 
 pub(super) fn check_step(
@@ -36,18 +36,22 @@ pub(super) fn check_step(
         step.argv.is_some(),
         step.write.is_some(),
         step.start.is_some(),
+        step.observe.is_some(),
     ];
     match actions.iter().filter(|a| **a).count() {
         0 => checker.error(
             Some(span.clone()),
-            format!("step {number} needs one of `run`, `argv`, `write` or `start`"),
+            format!("step {number} needs one of `run`, `argv`, `write`, `start` or `observe`"),
         ),
         1 => {}
         _ => checker.error(
             Some(span.clone()),
-            format!("step {number} has more than one of `run`, `argv`, `write` and `start`"),
+            format!(
+                "step {number} has more than one of `run`, `argv`, `write`, `start` and `observe`"
+            ),
         ),
     }
+    check_observe(checker, number, &span, step, captured);
     let is_command = step.run.is_some() || step.argv.is_some();
     if let Some(run) = &step.run {
         if run.get_ref().trim().is_empty() {
@@ -145,6 +149,107 @@ pub(super) fn check_step(
             );
         }
         captured.insert(capture.get_ref().clone());
+    }
+}
+
+/// `observe` and the keys that go with it: `of`, `mounts_under`, `sysctls`, `expect`.
+fn check_observe(
+    checker: &mut Checker<'_>,
+    number: usize,
+    span: &Range<usize>,
+    step: &Step,
+    captured: &BTreeSet<String>,
+) {
+    let kinds: Vec<ObservationKind> = step
+        .observe
+        .as_ref()
+        .map(|k| k.get_ref().clone())
+        .unwrap_or_default();
+    let Some(observe) = &step.observe else {
+        for (field, present) in [
+            ("of", step.of.is_some()),
+            ("mounts_under", step.mounts_under.is_some()),
+            ("sysctls", !step.sysctls.is_empty()),
+            ("expect", step.expect.is_some()),
+        ] {
+            if present {
+                checker.error(
+                    Some(span.clone()),
+                    format!("step {number}: `{field}` goes with `observe`"),
+                );
+            }
+        }
+        return;
+    };
+    if kinds.is_empty() {
+        checker.error_at(observe, "`observe` lists at least one kind");
+    }
+    if let Some(of) = &step.of {
+        let name = of.get_ref();
+        if name != HOST_ACTOR && !checker.loaded.scenario.actors.contains_key(name.as_str()) {
+            checker.error_at(of, format!("`of` names unknown actor `{name}`"));
+        }
+    }
+    if step.mounts_under.is_some() && !kinds.contains(&ObservationKind::Mounts) {
+        checker.error_at(observe, "`mounts_under` needs `mounts` in `observe`");
+    }
+    for path in step.mounts_under.iter().flatten() {
+        if !path.starts_with('/') {
+            checker.error_at(
+                observe,
+                format!("`mounts_under` takes absolute paths, not `{path}`"),
+            );
+        }
+    }
+    if !step.sysctls.is_empty() && !kinds.contains(&ObservationKind::Sysctl) {
+        checker.error_at(observe, "`sysctls` needs `sysctl` in `observe`");
+    }
+    for name in &step.sysctls {
+        let ok = !name.is_empty()
+            && name.split('.').all(valid_name)
+            && !name.contains("..");
+        if !ok {
+            checker.error_at(
+                observe,
+                format!("invalid sysctl name `{name}` (e.g. net.ipv4.ip_forward)"),
+            );
+        }
+    }
+    if kinds.contains(&ObservationKind::Sysctl) && step.sysctls.is_empty() {
+        checker.error_at(observe, "`sysctl` needs the names to read in `sysctls`");
+    }
+    if let Some(expect) = &step.expect {
+        for (field, value) in expect.get_ref() {
+            match crate::observe::kind_of_field(field) {
+                None => checker.error_at(
+                    expect,
+                    format!("`expect.{field}` is not an observed field (see docs/observations.md)"),
+                ),
+                Some(kind) if !kinds.contains(&kind) => checker.error_at(
+                    expect,
+                    format!(
+                        "`expect.{field}` needs `{}` in `observe`",
+                        format!("{kind:?}").to_lowercase()
+                    ),
+                ),
+                Some(_) => {}
+            }
+            let mut texts = Vec::new();
+            strings_in(value, &mut texts);
+            for text in texts {
+                check_placeholders(checker, &text, expect.span(), captured);
+            }
+        }
+    }
+}
+
+/// Every string inside a TOML value.
+fn strings_in(value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::String(text) => out.push(text.clone()),
+        toml::Value::Array(items) => items.iter().for_each(|i| strings_in(i, out)),
+        toml::Value::Table(table) => table.values().for_each(|v| strings_in(v, out)),
+        _ => {}
     }
 }
 

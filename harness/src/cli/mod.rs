@@ -3,14 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 
-use crate::host_guard::HostSnapshot;
-use crate::report::Outcome;
-use crate::runner::{discover, run_isolated, ScenarioFile};
+mod run;
+
+use crate::runner::{discover, ScenarioFile};
 use crate::scenario::{load_file, LoadError};
 
 /// Exit code for bad input (a malformed scenario, a missing file).
@@ -31,26 +29,23 @@ struct Cli {
 enum Commands {
     /// Run scenarios, each in fresh namespaces; exit 0 when all pass, 1 on a failure, 2 on
     /// bad input.
-    Run {
-        /// Scenario files or directories. Default: `scenarios`.
-        paths: Vec<PathBuf>,
-        /// Scenarios run at once. Default: the number of CPUs.
-        #[arg(short, long)]
-        jobs: Option<usize>,
-        /// Only scenarios whose name contains this text.
-        #[arg(short, long)]
-        filter: Option<String>,
-        /// Show every step of every scenario, not only failures.
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    Run(run::RunArgs),
     /// Validate scenario files without running them; exit 2 if any is invalid.
     Check {
         /// Scenario files or directories. Default: `scenarios`.
         paths: Vec<PathBuf>,
     },
-    /// Probe and list the kernel and machine features scenarios can require.
-    Features,
+    /// Probe and list the kernel and machine features scenarios can require: each one is
+    /// tried in a throw-away process, and an unavailable one is shown with the reason.
+    Features {
+        /// Print a JSON object instead: feature name to `null` (available) or the reason.
+        #[arg(long)]
+        json: bool,
+        /// Also save the results as JSON to FILE, for `NSCONFORM_FEATURE_CACHE=FILE` (the
+        /// processes of a run then read them instead of probing again).
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+    },
     /// Internal: supervise one scenario and print its JSON report.
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -79,15 +74,12 @@ enum Commands {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Commands::Run {
-            paths,
-            jobs,
-            filter,
-            verbose,
-        } => run(paths, jobs, filter, verbose),
+        Commands::Run(args) => run::run(args),
         Commands::Check { paths } => check(paths),
-        Commands::Features => features(),
+        Commands::Features { json, save } => features(json, save),
         Commands::Supervise { name, path } => {
+            // Whatever mask the invoker had, scenarios start from the same state.
+            let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
             let report = crate::supervisor::supervise(&path, &name);
             match serde_json::to_string(&report) {
                 Ok(json) => {
@@ -101,7 +93,7 @@ pub fn main() -> ExitCode {
             }
         }
         Commands::Requirements { paths } => {
-            let mut probes = crate::probe::Cache::default();
+            let mut probes = crate::probe::Cache::from_env();
             let unmet: std::collections::BTreeMap<String, String> = paths
                 .iter()
                 .filter_map(|path| {
@@ -182,108 +174,44 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     }
 }
 
-fn run(
-    paths: Vec<PathBuf>,
-    jobs: Option<usize>,
-    filter: Option<String>,
-    verbose: bool,
-) -> ExitCode {
-    let mut files = match scenario_files(paths) {
-        Ok(files) => files,
-        Err(code) => return code,
-    };
-    if let Some(filter) = &filter {
-        files.retain(|f| f.name.contains(filter.as_str()));
-    }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(err) => {
-            eprintln!("nsconform: cannot find my own binary: {err}");
+fn features(json: bool, save: Option<PathBuf>) -> ExitCode {
+    if let Some(path) = &save {
+        if let Err(err) = crate::probe::write_cache(path) {
+            eprintln!(
+                "nsconform: cannot save the results to {}: {err}",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
-    };
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let before = HostSnapshot::take();
-    let next = AtomicUsize::new(0);
-    let tally = Mutex::new([0usize; 4]); // passed, failed, skipped, invalid
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(files.len().max(1)) {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(file) = files.get(index) else { break };
-                let report = run_isolated(&exe, file);
-                let (slot, word) = match &report.outcome {
-                    Outcome::Passed => (0, "PASS"),
-                    Outcome::Failed { .. } | Outcome::TimedOut { .. } => (1, "FAIL"),
-                    Outcome::Skipped { .. } => (2, "SKIP"),
-                    Outcome::Invalid { .. } => (3, "BAD "),
-                };
-                let mut counts = tally.lock().unwrap_or_else(|p| p.into_inner());
-                counts[slot] += 1;
-                let mut text = format!("{word} {} ({} ms)", report.name, report.duration_ms);
-                if let Outcome::Skipped { reason } = &report.outcome {
-                    text.push_str(&format!(": {reason}"));
-                }
-                text.push('\n');
-                let explanation = report.explain();
-                if !explanation.is_empty() {
-                    for line in explanation.lines() {
-                        text.push_str(&format!("    {line}\n"));
-                    }
-                }
-                if verbose {
-                    for step in &report.steps {
-                        text.push_str(&verbose_line(step));
-                    }
-                }
-                emit(&text);
-            });
-        }
-    });
-    let counts = tally.into_inner().unwrap_or_else(|p| p.into_inner());
-    let leaks = before.leaks(&HostSnapshot::take());
-    for leak in &leaks {
-        eprintln!("nsconform: host guard: {leak}");
     }
-    emit(&format!(
-        "\n{} passed, {} failed, {} skipped, {} invalid\n",
-        counts[0], counts[1], counts[2], counts[3]
+    let mut cache = match &save {
+        // Read back what was just saved rather than probe everything twice.
+        Some(path) => crate::probe::Cache::load(path),
+        None => crate::probe::Cache::default(),
+    };
+    let results = cache.probe_all();
+    if json {
+        emit(&cache.to_json());
+        return ExitCode::SUCCESS;
+    }
+    let width = results
+        .iter()
+        .map(|(feature, _)| feature.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let mut text = format!("{:<width$}  available  reason\n", "feature");
+    for (feature, verdict) in &results {
+        let name = feature.to_string();
+        match verdict {
+            Ok(()) => text.push_str(&format!("{name:<width$}  yes\n")),
+            Err(reason) => text.push_str(&format!("{name:<width$}  no         {reason}\n")),
+        }
+    }
+    let available = results.iter().filter(|(_, v)| v.is_ok()).count();
+    text.push_str(&format!(
+        "\n{available} of {} features available\n",
+        results.len()
     ));
-    if counts[3] > 0 {
-        ExitCode::from(BAD_INPUT)
-    } else if counts[1] > 0 || !leaks.is_empty() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// One line per step for `run --verbose`: number, actor, first line of the action, result.
-fn verbose_line(step: &crate::report::StepRecord) -> String {
-    let mut action: String = step.action.lines().next().unwrap_or("").to_string();
-    if step.action.lines().nth(1).is_some() {
-        action.push_str(" ...");
-    }
-    let result = match (&step.exit, &step.error) {
-        (Some(exit), _) => exit.to_string(),
-        (None, Some(errno)) => errno.clone(),
-        (None, None) => "ok".to_string(),
-    };
-    format!(
-        "    step {} [{}] {action} -> {result}\n",
-        step.number, step.actor
-    )
-}
-
-fn features() -> ExitCode {
-    let mut cache = crate::probe::Cache::default();
-    for feature in crate::requires::Feature::all() {
-        match cache.probe(feature) {
-            Ok(()) => emit(&format!("{:<22} yes\n", feature.to_string())),
-            Err(reason) => emit(&format!("{:<22} no   {reason}\n", feature.to_string())),
-        }
-    }
+    emit(&text);
     ExitCode::SUCCESS
 }

@@ -1,0 +1,196 @@
+//! `nsconform run`: run scenarios in parallel, each in its own supervisor, print the
+//! outcomes, check the host guard, and write the results file when asked.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use super::{emit, scenario_files, BAD_INPUT};
+use crate::host_guard::HostSnapshot;
+use crate::report::{Outcome, ScenarioReport, StepRecord};
+use crate::results::{self, Results, Summary};
+use crate::runner::Runner;
+
+/// Options of `nsconform run`.
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    /// Scenario files or directories. Default: `scenarios`.
+    paths: Vec<PathBuf>,
+    /// Scenarios run at once. Default: the number of CPUs.
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Only scenarios whose name contains this text.
+    #[arg(short, long)]
+    filter: Option<String>,
+    /// Show every step of every scenario, not only failures.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Write a results file (schema `nsconform-results/1`, see docs/results.md).
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+}
+
+/// Run the scenarios `args` selects; exit 0 when all passed or were skipped, 1 on a failure
+/// or a host-guard leak, 2 on bad input.
+pub(super) fn run(args: RunArgs) -> ExitCode {
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let mut files = match scenario_files(args.paths) {
+        Ok(files) => files,
+        Err(code) => return code,
+    };
+    if let Some(filter) = &args.filter {
+        files.retain(|f| f.name.contains(filter.as_str()));
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("nsconform: cannot find my own binary: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cache =
+        std::env::temp_dir().join(format!("nsconform-features-{}.json", std::process::id()));
+    let runner = match Runner::new(exe).with_feature_cache(&cache, false) {
+        Ok(runner) => runner,
+        Err(message) => {
+            eprintln!("nsconform: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let before = HostSnapshot::take();
+    let next = AtomicUsize::new(0);
+    let reports = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(files.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(file) = files.get(index) else { break };
+                let report = runner.run(file);
+                emit(&describe(&report, args.verbose));
+                reports
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(report);
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    let leaks = before.leaks(&HostSnapshot::take());
+    for leak in &leaks {
+        eprintln!("nsconform: host guard: {leak}");
+    }
+    let summary = Summary::of(&reports, started.elapsed().as_millis() as u64);
+    emit(&format!(
+        "\n{} passed, {} failed, {} skipped, {} invalid\n",
+        summary.passed, summary.failed, summary.skipped, summary.invalid
+    ));
+    let mut code = if summary.invalid > 0 {
+        ExitCode::from(BAD_INPUT)
+    } else if summary.failed > 0 || !leaks.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+    if let Some(path) = &args.results {
+        let features = crate::probe::Cache::load(&cache).results();
+        let record = Results {
+            schema: results::SCHEMA.to_string(),
+            started_at: results::rfc3339(started_at),
+            harness_version: env!("CARGO_PKG_VERSION").to_string(),
+            machine: results::machine(),
+            tools: tools_used(&files),
+            features,
+            summary,
+            scenarios: reports,
+        };
+        let written = serde_json::to_string_pretty(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json + "\n").map_err(|e| e.to_string()));
+        if let Err(err) = written {
+            eprintln!("nsconform: cannot write {}: {err}", path.display());
+            code = ExitCode::FAILURE;
+        }
+    }
+    let _ = std::fs::remove_file(&cache);
+    code
+}
+
+/// The tools the scenarios require, with their versions.
+fn tools_used(files: &[crate::runner::ScenarioFile]) -> std::collections::BTreeMap<String, String> {
+    let mut tools: BTreeSet<String> = BTreeSet::from(["sh".to_string()]);
+    for file in files {
+        if let Ok(loaded) = crate::scenario::load_file(&file.path) {
+            tools.extend(
+                loaded
+                    .scenario
+                    .requires
+                    .commands
+                    .iter()
+                    .map(|c| c.get_ref().clone()),
+            );
+        }
+    }
+    tools
+        .into_iter()
+        .map(|tool| {
+            let version = results::tool_version(&tool);
+            (tool, version)
+        })
+        .collect()
+}
+
+/// The lines printed for one scenario.
+fn describe(report: &ScenarioReport, verbose: bool) -> String {
+    let word = match &report.outcome {
+        Outcome::Passed => "PASS",
+        Outcome::Failed { .. } | Outcome::TimedOut { .. } => "FAIL",
+        Outcome::Skipped { .. } => "SKIP",
+        Outcome::Invalid { .. } => "BAD ",
+    };
+    let mut text = format!("{word} {} ({} ms)", report.name, report.duration_ms);
+    if let Outcome::Skipped { reason } = &report.outcome {
+        text.push_str(&format!(": {reason}"));
+    }
+    text.push('\n');
+    for line in report.explain().lines() {
+        text.push_str(&format!("    {line}\n"));
+    }
+    if verbose {
+        let running = match report.outcome {
+            Outcome::TimedOut { step, .. } => step,
+            _ => None,
+        };
+        for step in &report.steps {
+            text.push_str(&verbose_line(step, running == Some(step.number)));
+        }
+    }
+    text
+}
+
+/// One line per step for `--verbose`: number, actor, first line of the action, result.
+fn verbose_line(step: &StepRecord, timed_out: bool) -> String {
+    let mut action: String = step.action.lines().next().unwrap_or("").to_string();
+    if step.action.lines().nth(1).is_some() {
+        action.push_str(" ...");
+    }
+    let result = match (&step.exit, &step.error, &step.observation) {
+        _ if timed_out => "timed out".to_string(),
+        (Some(exit), _, _) => exit.to_string(),
+        (None, Some(errno), _) => errno.clone(),
+        (None, None, Some(_)) => "observed".to_string(),
+        (None, None, None) => "ok".to_string(),
+    };
+    format!(
+        "    step {} [{}] {action} -> {result}\n",
+        step.number, step.actor
+    )
+}
