@@ -220,3 +220,25 @@ fn commands_run_as_in_a_terminal_with_jobs_and_traps() {
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn the_results_file_records_the_machine_features_and_every_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("results.json");
+    let output = nsconform(&["run", "--results", path.to_str().expect("utf-8 path"), "scenarios/uts", "fixtures/skip"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let text = std::fs::read_to_string(&path).expect("results file written");
+    // The typed structs refuse unknown fields: parsing back checks the documented schema.
+    let results: nsconform::results::Results = serde_json::from_str(&text).expect("results match the schema");
+    assert_eq!(results.schema, nsconform::results::SCHEMA);
+    assert!(!results.machine.kernel_release.is_empty());
+    assert!(!results.machine.architecture.is_empty());
+    assert!(results.features.len() >= 15, "{} features", results.features.len());
+    assert!(results.tools.contains_key("hostname"), "{:?}", results.tools);
+    let files = nsconform::runner::discover(&[repo().join("scenarios/uts"), repo().join("fixtures/skip")]).expect("discover");
+    let names: Vec<&str> = results.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), files.len(), "{names:?}");
+    assert_eq!(results.summary.skipped, 1);
+    assert_eq!(results.summary.passed, files.len() - 1);
+    assert!(results.scenarios.iter().all(|s| !s.steps.is_empty() || matches!(s.outcome, nsconform::report::Outcome::Skipped { .. })));
+}
