@@ -205,9 +205,7 @@ fn check_observe(
         checker.error_at(observe, "`sysctls` needs `sysctl` in `observe`");
     }
     for name in &step.sysctls {
-        let ok = !name.is_empty()
-            && name.split('.').all(valid_name)
-            && !name.contains("..");
+        let ok = !name.is_empty() && name.split('.').all(valid_name) && !name.contains("..");
         if !ok {
             checker.error_at(
                 observe,
