@@ -47,6 +47,11 @@ impl ScenarioCgroup {
         Some(cgroup)
     }
 
+    /// The cgroup's directory (as the machine sees it).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Move this process back to where it came from (its children stay).
     pub(crate) fn leave(&self) {
         let _ = std::fs::write(self.original.join("cgroup.procs"), "0");

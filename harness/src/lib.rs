@@ -17,6 +17,7 @@ pub mod host_guard;
 mod matcher;
 mod observe;
 mod orchestrator;
+mod pids_limit;
 mod probe;
 pub mod report;
 mod requires;

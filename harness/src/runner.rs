@@ -148,7 +148,19 @@ impl Runner {
     /// scenario's own timeout by 30 s is killed, so a bug in the harness cannot hang the
     /// caller either.
     pub fn run(&self, file: &ScenarioFile) -> ScenarioReport {
-        run_isolated(self, file)
+        run_isolated(self, file, &|_| {}, &|_| {})
+    }
+
+    /// Like [`Runner::run`], telling `started` and then `ended` the supervisor's PID, so a
+    /// caller can forward signals to the supervisors in flight (between the two calls the
+    /// PID is an unreaped child of this process, so signalling it is safe).
+    pub fn run_tracked(
+        &self,
+        file: &ScenarioFile,
+        started: &dyn Fn(u32),
+        ended: &dyn Fn(u32),
+    ) -> ScenarioReport {
+        run_isolated(self, file, started, ended)
     }
 }
 
@@ -178,7 +190,12 @@ fn unmet_requirements(
         .collect())
 }
 
-fn run_isolated(runner: &Runner, file: &ScenarioFile) -> ScenarioReport {
+fn run_isolated(
+    runner: &Runner,
+    file: &ScenarioFile,
+    started_fn: &dyn Fn(u32),
+    ended_fn: &dyn Fn(u32),
+) -> ScenarioReport {
     let exe = &runner.exe;
     let started = Instant::now();
     let limit = load_file(&file.path)
@@ -208,6 +225,7 @@ fn run_isolated(runner: &Runner, file: &ScenarioFile) -> ScenarioReport {
         Ok(child) => child,
         Err(err) => return failure(format!("cannot start {}: {err}", exe.display())),
     };
+    started_fn(child.id());
     let mut stdout = child.stdout.take().map(|mut s| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -244,6 +262,7 @@ fn run_isolated(runner: &Runner, file: &ScenarioFile) -> ScenarioReport {
         let _ = child.kill();
     }
     let status = child.wait().ok().filter(|_| ended);
+    ended_fn(child.id());
     let out = stdout
         .take()
         .and_then(|t| t.join().ok())

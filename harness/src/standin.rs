@@ -46,6 +46,9 @@ impl MachineFacts {
     }
 }
 
+/// The stand-in host's hostname (`{{hostname}}` in a stand-in scenario).
+pub(crate) const STANDIN_HOSTNAME: &str = "nsconform-host";
+
 const PID_MAX: &str = "/proc/sys/kernel/pid_max";
 
 /// Prepare the stand-in host. Must run in the new mount, pid and net namespaces.
@@ -94,6 +97,15 @@ pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), Stand
         mount_fs("mqueue", "/dev/mqueue", None)?;
     }
     copy_pid_max(machine)?;
+    // The same names on every machine, so observations and snapshots compare across them.
+    step(
+        "set the hostname",
+        nix::unistd::sethostname(STANDIN_HOSTNAME),
+    )?;
+    std::fs::write("/proc/sys/kernel/domainname", "(none)").map_err(|source| StandInError {
+        what: "set the domain name".into(),
+        source,
+    })?;
     crate::sys::set_loopback_up().map_err(|source| StandInError {
         what: "set lo up".into(),
         source,

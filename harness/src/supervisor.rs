@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 
@@ -101,10 +102,24 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
             reason: format!("cannot become a child subreaper: {err}"),
         };
     }
+    let interrupts = match Interrupts::catch() {
+        Ok(interrupts) => interrupts,
+        Err(err) => {
+            return Outcome::Failed {
+                step: None,
+                reason: format!("cannot catch signals: {err}"),
+            }
+        }
+    };
     let cgroup = match mode {
         HostMode::StandIn => ScenarioCgroup::create(),
         HostMode::Real => None,
     };
+    let max_processes = loaded
+        .scenario
+        .max_processes
+        .unwrap_or(crate::pids_limit::DEFAULT_MAX_PROCESSES);
+    let pids = crate::pids_limit::PidsLimit::apply(cgroup.as_ref().map(|c| c.dir()), max_processes);
     let limit = timeout_of(loaded);
     let machine = standin::MachineFacts::read();
     let outcome = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -124,6 +139,7 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
                 },
                 Ok(ForkResult::Child) => {
                     drop(events_in);
+                    interrupts.release_in_child();
                     std::process::exit(orchestrate(
                         loaded,
                         events_out,
@@ -137,16 +153,26 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
                     if let Some(cgroup) = &cgroup {
                         cgroup.leave();
                     }
-                    watch(child, events_in, limit, steps)
+                    if let Some(pids) = &pids {
+                        pids.leave();
+                    }
+                    watch(child, events_in, &interrupts, limit, steps)
                 }
             }
         }
     };
     let leftovers = reap_descendants();
+    let capped = pids
+        .map(crate::pids_limit::PidsLimit::destroy)
+        .unwrap_or(Ok(()));
     let cleanup = cgroup
         .map(ScenarioCgroup::destroy)
         .unwrap_or(Ok(()))
-        .and(leftovers);
+        .and(leftovers)
+        .and(capped);
+    if let Err(leak) = &cleanup {
+        eprintln!("nsconform: cleanup failed: {leak}");
+    }
     match (outcome, cleanup) {
         (Outcome::Passed, Err(leak)) => Outcome::Failed {
             step: None,
@@ -168,20 +194,65 @@ fn orchestrate(
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
     };
+    let prepared = match mode {
+        HostMode::StandIn => standin::prepare(cgroup2, machine).map_err(|e| e.to_string()),
+        HostMode::Real => nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| format!("cannot become a child subreaper: {e}")),
+    };
+    // Made after the stand-in, so `{{hostname}}` is the stand-in's.
     let orchestrator = Orchestrator::new(loaded, File::from(events), ids);
-    match mode {
-        HostMode::StandIn => {
-            if let Err(err) = standin::prepare(cgroup2, machine) {
-                return orchestrator.abort(err.to_string());
-            }
+    match prepared {
+        Ok(()) => orchestrator.run(),
+        Err(reason) => orchestrator.abort(reason),
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP (Ctrl-C, `kill`, a closed terminal) and the death of the
+/// runner, turned into events the supervisor waits for, so an interrupted scenario is still
+/// killed and cleaned up before the supervisor exits.
+struct Interrupts {
+    fd: SignalFd,
+    parent: Pid,
+}
+
+impl Interrupts {
+    fn signals() -> SigSet {
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            set.add(signal);
         }
-        HostMode::Real => {
-            if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
-                return orchestrator.abort(format!("cannot become a child subreaper: {err}"));
-            }
+        set
+    }
+
+    /// Block the signals (they queue for the signalfd) and ask for SIGTERM if the runner
+    /// that started this supervisor dies.
+    fn catch() -> nix::Result<Interrupts> {
+        let signals = Self::signals();
+        signals.thread_block()?;
+        let fd = SignalFd::with_flags(&signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        let parent = nix::unistd::getppid();
+        nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+        Ok(Interrupts { fd, parent })
+    }
+
+    /// Whether the runner died before `catch` asked to be told.
+    fn parent_gone(&self) -> bool {
+        nix::unistd::getppid() != self.parent
+    }
+
+    /// The first signal waiting, if any.
+    fn received(&self) -> Option<Signal> {
+        match self.fd.read_signal() {
+            Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).ok(),
+            _ => None,
         }
     }
-    orchestrator.run()
+
+    /// In the orchestrator: signals as usual again, and death with the supervisor.
+    fn release_in_child(&self) {
+        let _ = Self::signals().thread_unblock();
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
 }
 
 /// Kill and reap every process still below the supervisor (reparented to it as a
@@ -214,22 +285,36 @@ fn reap_descendants() -> Result<(), String> {
 
 /// Read events until the orchestrator finishes or the limit passes; then make sure it and
 /// everything under it are gone.
-fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecord>) -> Outcome {
+fn watch(
+    child: Pid,
+    events: OwnedFd,
+    interrupts: &Interrupts,
+    limit: Duration,
+    steps: &mut Vec<StepRecord>,
+) -> Outcome {
     let deadline = Instant::now() + limit;
     let mut buffer = Vec::new();
     let mut timed_out = false;
-    loop {
+    let mut interrupted = interrupts.parent_gone().then_some(Signal::SIGTERM);
+    while interrupted.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             timed_out = true;
             break;
         }
-        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(events.as_fd(), PollFlags::POLLIN),
+            PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN),
+        ];
         let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
         match poll(&mut fds, PollTimeout::from(millis)) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Err(_) => break,
             Ok(_) => {}
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            interrupted = interrupts.received();
+            continue;
         }
         let mut chunk = [0u8; 65536];
         match nix::unistd::read(&events, &mut chunk) {
@@ -240,7 +325,7 @@ fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecor
         }
     }
     // Killing the stand-in's PID 1 makes the kernel kill every process in its namespace.
-    if timed_out {
+    if timed_out || interrupted.is_some() {
         let _ = kill(child, Signal::SIGKILL);
     }
     let status = loop {
@@ -302,6 +387,12 @@ fn watch(child: Pid, events: OwnedFd, limit: Duration, steps: &mut Vec<StepRecor
                 })
             }
         }
+    }
+    if let Some(signal) = interrupted {
+        return Outcome::Failed {
+            step: running,
+            reason: format!("interrupted by {signal}; everything the scenario started was killed"),
+        };
     }
     if timed_out {
         return Outcome::TimedOut {

@@ -214,31 +214,138 @@ fn nix_hostname() -> String {
 }
 
 #[test]
-fn commands_run_as_in_a_terminal_with_jobs_and_traps() {
+fn passing_fixtures_pass_jobs_traps_and_the_process_cap() {
     let output = nsconform(&["run", "fixtures/passing"]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("PASS shell-waits-and-traps"), "{stdout}");
+    assert!(
+        stdout.contains(" passed, 0 failed, 0 skipped, 0 invalid"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn the_results_file_records_the_machine_features_and_every_scenario() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("results.json");
-    let output = nsconform(&["run", "--results", path.to_str().expect("utf-8 path"), "scenarios/uts", "fixtures/skip"]);
+    let output = nsconform(&[
+        "run",
+        "--results",
+        path.to_str().expect("utf-8 path"),
+        "scenarios/uts",
+        "fixtures/skip",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
     let text = std::fs::read_to_string(&path).expect("results file written");
     // The typed structs refuse unknown fields: parsing back checks the documented schema.
-    let results: nsconform::results::Results = serde_json::from_str(&text).expect("results match the schema");
+    let results: nsconform::results::Results =
+        serde_json::from_str(&text).expect("results match the schema");
     assert_eq!(results.schema, nsconform::results::SCHEMA);
     assert!(!results.machine.kernel_release.is_empty());
     assert!(!results.machine.architecture.is_empty());
-    assert!(results.features.len() >= 15, "{} features", results.features.len());
-    assert!(results.tools.contains_key("hostname"), "{:?}", results.tools);
-    let files = nsconform::runner::discover(&[repo().join("scenarios/uts"), repo().join("fixtures/skip")]).expect("discover");
+    assert!(
+        results.features.len() >= 15,
+        "{} features",
+        results.features.len()
+    );
+    assert!(
+        results.tools.contains_key("hostname"),
+        "{:?}",
+        results.tools
+    );
+    let files =
+        nsconform::runner::discover(&[repo().join("scenarios/uts"), repo().join("fixtures/skip")])
+            .expect("discover");
     let names: Vec<&str> = results.scenarios.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names.len(), files.len(), "{names:?}");
     assert_eq!(results.summary.skipped, 1);
     assert_eq!(results.summary.passed, files.len() - 1);
-    assert!(results.scenarios.iter().all(|s| !s.steps.is_empty() || matches!(s.outcome, nsconform::report::Outcome::Skipped { .. })));
+    assert!(results
+        .scenarios
+        .iter()
+        .all(|s| !s.steps.is_empty()
+            || matches!(s.outcome, nsconform::report::Outcome::Skipped { .. })));
+}
+
+#[test]
+fn a_wrong_observation_fails_with_the_observation_diff() {
+    let output = nsconform(&["run", "fixtures/failing/wrong-observation.toml"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for expected in [
+        "step 2 at fixtures/failing/wrong-observation.toml:10, actor `shell`: observe identity, namespaces",
+        "expect.hostname does not match",
+        "-\"othername\"",
+        "+\"newname\"",
+    ] {
+        assert!(stdout.contains(expected), "expected {expected:?} in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("expect.namespaces"),
+        "only the failing field is shown:\n{stdout}"
+    );
+}
+
+/// A shipped scenario that snapshots its observations, and its snapshot file's name.
+fn a_snapshot_scenario() -> (String, String) {
+    let files = nsconform::runner::discover(&[repo().join("scenarios")]).expect("discover");
+    let file = files
+        .iter()
+        .find(|f| {
+            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
+            text.lines().any(|l| l.trim() == "snapshot = true")
+        })
+        .expect("at least one scenario sets snapshot = true");
+    (
+        file.name.clone(),
+        format!("{}.snap", file.name.replace('/', "__")),
+    )
+}
+
+#[test]
+fn a_changed_observation_fails_the_snapshot_or_waits_for_review() {
+    let (name, snap) = a_snapshot_scenario();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original =
+        std::fs::read_to_string(repo().join("snapshots").join(&snap)).expect("snapshot committed");
+    // Pretend the kernel used to behave differently: the recorded observation differs.
+    let (header, body) = original.split_once("\n---\n").expect("insta header");
+    let body = body.replacen('\n', "\n  \"recorded\": \"on another kernel\",\n", 1);
+    std::fs::write(dir.path().join(&snap), format!("{header}\n---\n{body}"))
+        .expect("write snapshot");
+
+    let run = |ci: bool| {
+        let mut command = Command::new(scenarios_harness());
+        command
+            .args(["--exact", &name])
+            .env("NSCONFORM_SNAPSHOTS", dir.path())
+            .env_remove("CI");
+        if ci {
+            command.env("CI", "true");
+        } else {
+            command.env("INSTA_UPDATE", "new");
+        }
+        command.output().expect("run harness")
+    };
+    let strict = run(true);
+    let all = text(&strict.stdout) + &text(&strict.stderr);
+    assert!(!strict.status.success(), "{all}");
+    assert!(
+        all.contains("on another kernel"),
+        "the diff shows the recorded difference:\n{all}"
+    );
+    assert!(
+        !dir.path().join(format!("{snap}.new")).exists(),
+        "CI mode writes nothing"
+    );
+
+    let review = run(false);
+    assert!(!review.status.success());
+    let pending = std::fs::read_to_string(dir.path().join(format!("{snap}.new")))
+        .expect("a pending snapshot for review");
+    assert!(
+        !pending.contains("on another kernel"),
+        "the pending snapshot holds the new observation"
+    );
 }

@@ -16,8 +16,11 @@ use nsconform::runner::{discover, Runner};
 
 /// Compare the scenario's observations with `snapshots/<type>__<name>.snap`, or with the
 /// per-kernel variant `<type>__<name>@kernel-MAJOR.MINOR.snap` when one exists (insta).
+/// `NSCONFORM_SNAPSHOTS` names another directory (the harness's own tests use a copy).
 fn assert_observations_snapshot(report: &ScenarioReport, path: &Path) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots");
+    let dir = std::env::var_os("NSCONFORM_SNAPSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots"));
     let generic = report.name.replace('/', "__");
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let major_minor: Vec<&str> = release.trim().split(['.', '-']).take(2).collect();

@@ -68,12 +68,18 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     let before = HostSnapshot::take();
     let next = AtomicUsize::new(0);
     let reports = Mutex::new(Vec::new());
+    let interrupt = Interrupt::catch();
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(files.len().max(1)) {
             scope.spawn(|| loop {
+                if interrupt.stopped() {
+                    break;
+                }
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(file) = files.get(index) else { break };
-                let report = runner.run(file);
+                let report = runner.run_tracked(file, &|pid| interrupt.track(pid), &|pid| {
+                    interrupt.untrack(pid)
+                });
                 emit(&describe(&report, args.verbose));
                 reports
                     .lock()
@@ -82,6 +88,9 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             });
         }
     });
+    if let Some(signal) = interrupt.signal() {
+        eprintln!("nsconform: interrupted by {signal}; the scenarios in flight were stopped and cleaned up");
+    }
     let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
     reports.sort_by(|a, b| a.name.cmp(&b.name));
     let leaks = before.leaks(&HostSnapshot::take());
@@ -121,7 +130,87 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
         }
     }
     let _ = std::fs::remove_file(&cache);
-    code
+    match interrupt.signal() {
+        Some(signal) => ExitCode::from(128 + signal as u8),
+        None => code,
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP during a run: stop starting scenarios, pass the signal on to
+/// every supervisor in flight (each then kills and cleans up its scenario), and let the run
+/// finish with what they report.
+struct Interrupt {
+    state: std::sync::Arc<InterruptState>,
+}
+
+#[derive(Default)]
+struct InterruptState {
+    signal: Mutex<Option<nix::sys::signal::Signal>>,
+    supervisors: Mutex<BTreeSet<u32>>,
+}
+
+impl Interrupt {
+    /// Block the signals in this thread (and so in the workers it starts) and wait for them
+    /// on a thread of their own.
+    fn catch() -> Interrupt {
+        use nix::sys::signal::{SigSet, Signal};
+        let state = std::sync::Arc::new(InterruptState::default());
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            set.add(signal);
+        }
+        if set.thread_block().is_ok() {
+            let waiter = std::sync::Arc::clone(&state);
+            std::thread::spawn(move || {
+                while let Ok(signal) = set.wait() {
+                    *waiter.signal.lock().unwrap_or_else(|p| p.into_inner()) = Some(signal);
+                    for pid in waiter
+                        .supervisors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                    {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(*pid as i32),
+                            Signal::SIGTERM,
+                        );
+                    }
+                }
+            });
+        }
+        Interrupt { state }
+    }
+
+    fn track(&self, pid: u32) {
+        self.state
+            .supervisors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid);
+        // A signal that came just before this supervisor started still reaches it.
+        if self.stopped() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+
+    fn untrack(&self, pid: u32) {
+        self.state
+            .supervisors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
+    }
+
+    fn stopped(&self) -> bool {
+        self.signal().is_some()
+    }
+
+    fn signal(&self) -> Option<nix::sys::signal::Signal> {
+        *self.state.signal.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The tools the scenarios require, with their versions.

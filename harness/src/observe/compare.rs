@@ -3,15 +3,15 @@
 //! Only what the scenario gives is compared: a table checks the keys it lists, a list must
 //! have the same length and match element by element, and text may use the `[..]`
 //! wildcard. In a list, a plain string stands for an object's identifying field — `name`
-//! (links), `address` (addresses), `destination` (routes), `mount_point` (mounts) — so
-//! `expect.links = ["lo"]` says "exactly one link, named lo".
+//! (links), `address` (addresses), `destination` (routes), `mount_point` (mounts),
+//! `key` (IPC objects), so `expect.links = ["lo"]` says "exactly one link, named lo".
 
 use serde_json::Value;
 
 use crate::report::Mismatch;
 
 /// The identifying fields a string may stand for, in the order they are tried.
-const IDENTIFYING: &[&str] = &["name", "address", "destination", "mount_point"];
+const IDENTIFYING: &[&str] = &["name", "address", "destination", "mount_point", "key"];
 
 /// Compare `expected` (from the scenario, placeholders already expanded) with `actual`;
 /// one mismatch per top-level field that differs, named `expect.FIELD`.

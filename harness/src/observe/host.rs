@@ -88,31 +88,39 @@ fn status_field(status: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-/// Effective, permitted and bounding sets: `full` (every capability this kernel has),
-/// `none`, or the hexadecimal mask.
+/// Effective, permitted and bounding sets: `full`, `none`, or the hexadecimal mask.
+///
+/// `full` is every capability this kernel has, or every one this machine allows (the
+/// kernel's set less what the harness's own bounding set lacks: on some machines even root
+/// lacks a capability), so the same behaviour reads the same on every machine.
 fn capabilities(status: &str) -> Value {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(40);
-    let full: u64 = if last >= 63 {
+    let kernel: u64 = if last >= 63 {
         u64::MAX
     } else {
         (1u64 << (last + 1)) - 1
     };
-    let set = |name: &str| {
-        let hex = status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or("");
-        match u64::from_str_radix(hex, 16) {
-            Ok(0) => "none".to_string(),
-            Ok(mask) if mask == full => "full".to_string(),
-            _ => hex.to_string(),
-        }
+    let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let machine = mask(&own, "CapBnd:").1.unwrap_or(kernel) & kernel;
+    let set = |name: &str| match mask(status, name) {
+        (_, Some(0)) => "none".to_string(),
+        (_, Some(value)) if value == kernel || value == machine => "full".to_string(),
+        (hex, _) => hex,
     };
     json!({ "effective": set("CapEff:"), "permitted": set("CapPrm:"), "bounding": set("CapBnd:") })
+}
+
+/// A capability line of `/proc/PID/status`: its hex text and value.
+fn mask(status: &str, name: &str) -> (String, Option<u64>) {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+        .unwrap_or("");
+    (hex.to_string(), u64::from_str_radix(hex, 16).ok())
 }
 
 /// `timens_offsets` text as `{monotonic, boottime}` in seconds.

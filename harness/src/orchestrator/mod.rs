@@ -31,6 +31,9 @@ struct LiveActor {
     pid: i32,
     /// The orchestrator's end of its control socket.
     control: OwnedFd,
+    /// The process the orchestrator forked for it, when that is not the actor itself (the
+    /// waiting parent of an actor that forked into a new PID or time namespace).
+    fork_parent: Option<i32>,
 }
 
 /// The uid and gid of the process running the harness (`{{uid}}`, `{{gid}}`).

@@ -61,11 +61,12 @@ impl Orchestrator<'_> {
             merge(&mut observation, part);
         }
         let candidates = self.candidates();
-        let labels: Vec<(i32, String)> = self
-            .actors
-            .iter()
-            .map(|(name, a)| (a.pid, name.clone()))
-            .collect();
+        let mut labels: Vec<(i32, String)> =
+            vec![(std::process::id() as i32, "orchestrator".to_string())];
+        for (name, actor) in &self.actors {
+            labels.push((actor.pid, name.clone()));
+            labels.extend(actor.fork_parent.map(|p| (p, format!("{name}.fork"))));
+        }
         let pid_label = |pid: i32| {
             labels
                 .iter()

@@ -51,6 +51,7 @@ impl Orchestrator<'_> {
         let plan = plan(name, def, context);
         let (ours, theirs) =
             protocol::control_pair().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
+        let mut forked = None;
         if let Some(parent) = &def.parent {
             let parent = parent.get_ref().clone();
             self.ensure_started(&parent)?;
@@ -80,7 +81,11 @@ impl Orchestrator<'_> {
                 }
             }
         } else {
-            spawn_actor(&plan, theirs).map_err(StartError::Other)?;
+            forked = Some(
+                spawn_actor(&plan, theirs)
+                    .map_err(StartError::Other)?
+                    .as_raw(),
+            );
         }
         match protocol::recv::<Reply>(&ours) {
             Ok(Some(protocol::Received {
@@ -88,8 +93,14 @@ impl Orchestrator<'_> {
                 sender_pid: Some(pid),
                 ..
             })) => {
-                self.actors
-                    .insert(name.to_string(), LiveActor { pid, control: ours });
+                self.actors.insert(
+                    name.to_string(),
+                    LiveActor {
+                        pid,
+                        control: ours,
+                        fork_parent: forked.filter(|f| *f != pid),
+                    },
+                );
                 self.start_order.push(name.to_string());
                 Ok(())
             }

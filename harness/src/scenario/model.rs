@@ -27,6 +27,10 @@ pub(crate) struct Scenario {
     /// Default: 10 seconds. Multiplied by `NSCONFORM_TIMEOUT_SCALE` when set.
     #[serde(default)]
     pub(crate) timeout: Option<Spanned<String>>,
+    /// At most this many processes at once (a fork bomb stops there, then at the timeout).
+    /// Default: 1024. Enforced with the `pids` cgroup controller where the machine offers it.
+    #[serde(default)]
+    pub(crate) max_processes: Option<u32>,
     /// Which "host" the scenario sees. Default: `stand-in`.
     #[serde(default)]
     pub(crate) host: HostMode,
