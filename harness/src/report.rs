@@ -104,6 +104,12 @@ pub(crate) enum Event {
         /// Why.
         reason: String,
     },
+    /// The scenario asks for something that cannot exist here (a program not on `PATH`):
+    /// bad input, reported as `file:line:column: message`.
+    Invalid {
+        /// The diagnostic.
+        message: String,
+    },
     /// Every step ran.
     Finished,
 }

@@ -379,6 +379,7 @@ fn watch(
             Ok(Event::Aborted { step, reason }) => {
                 outcome = Some(Outcome::Failed { step, reason });
             }
+            Ok(Event::Invalid { message }) => outcome = Some(Outcome::Invalid { message }),
             Ok(Event::Finished) => outcome = outcome.or(Some(Outcome::Passed)),
             Err(err) => {
                 outcome = Some(Outcome::Failed {

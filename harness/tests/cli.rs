@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rstest::rstest;
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -23,54 +21,62 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[rstest]
-#[case(
-    "unknown-key",
-    "fixtures/invalid/unknown-key.toml:5:1: unknown field `mount-proc`, expected one of"
-)]
-#[case(
-    "wrong-type",
-    "fixtures/invalid/wrong-type.toml:4:7: invalid type: integer `42`, expected a string"
-)]
-#[case(
-    "unknown-actor",
-    "fixtures/invalid/unknown-actor.toml:7:9: unknown actor `shel` (declared actors: host, shell)"
-)]
-#[case(
-    "unknown-namespace",
-    "fixtures/invalid/unknown-namespace.toml:4:19: unknown variant `network`"
-)]
-#[case(
-    "bad-placeholder",
-    "fixtures/invalid/bad-placeholder.toml:4:13: `{{pid.nobody}}` names unknown actor `nobody`"
-)]
-#[case(
-    "cycle",
-    "fixtures/invalid/cycle.toml:3:9: actors depend on each other in a cycle: a -> b -> a"
-)]
-#[case(
-    "bad-map-line",
-    "fixtures/invalid/bad-map-line.toml:5:7: invalid map line `0 1000`"
-)]
-#[case(
-    "unknown-feature",
-    "fixtures/invalid/unknown-feature.toml:4:13: unknown feature `link:warp-drive`"
-)]
-#[case(
-    "not-toml",
-    "fixtures/invalid/not-toml.toml:1:35: invalid basic string"
-)]
-fn check_reports_file_line_column_and_exits_2(#[case] name: &str, #[case] expected: &str) {
-    let path = format!("fixtures/invalid/{name}.toml");
-    for command in ["check", "run"] {
-        let output = nsconform(&[command, &path]);
+/// Every file in `fixtures/invalid/` starts with `# expect: LINE:COLUMN: MESSAGE`: both
+/// `check` and `run` must print exactly that position and message, exit 2, and not panic.
+#[test]
+fn every_malformed_scenario_gets_its_position_and_cause_and_exit_2() {
+    let dir = repo().join("fixtures/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "only {} malformed fixtures", files.len());
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_string();
+        let text_of_file = std::fs::read_to_string(&file).expect("read");
+        let header = text_of_file.lines().next().unwrap_or("");
+        let expected = header
+            .strip_prefix("# expect:")
+            .expect("an `# expect:` header")
+            .trim();
+        let path = format!("fixtures/invalid/{name}");
+        let expected = if expected.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("{path}:{expected}")
+        } else {
+            format!("{path}: {expected}")
+        };
+        for command in ["check", "run"] {
+            let output = nsconform(&[command, &path]);
+            let all = text(&output.stderr) + &text(&output.stdout);
+            assert_eq!(output.status.code(), Some(2), "{command} {path}: {all}");
+            assert!(
+                all.contains(&expected),
+                "{command} {path}: expected {expected:?} in:\n{all}"
+            );
+            assert!(!all.contains("panicked"), "{all}");
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_scenario_is_bad_input_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a-directory.toml");
+    std::fs::create_dir(&path).expect("mkdir");
+    let missing = dir.path().join("missing.toml");
+    let binary = dir.path().join("not-text.toml");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).expect("write");
+    for target in [&path, &missing, &binary] {
+        let shown = target.display().to_string();
+        let output = nsconform(&["check", &shown]);
         let all = text(&output.stderr) + &text(&output.stdout);
-        assert_eq!(output.status.code(), Some(2), "{command} {path}: {all}");
-        assert!(
-            all.contains(expected),
-            "{command} {path}: expected {expected:?} in:\n{all}"
-        );
-        assert!(!all.contains("panicked"), "{all}");
+        assert_eq!(output.status.code(), Some(2), "{all}");
+        assert!(all.contains(&shown), "{all}");
     }
 }
 
@@ -347,5 +353,22 @@ fn a_changed_observation_fails_the_snapshot_or_waits_for_review() {
     assert!(
         !pending.contains("on another kernel"),
         "the pending snapshot holds the new observation"
+    );
+}
+
+#[test]
+fn a_program_not_on_path_is_bad_input_with_its_position() {
+    let path = "fixtures/run-invalid/missing-program.toml";
+    assert_eq!(
+        nsconform(&["check", path]).status.code(),
+        Some(0),
+        "valid as a file"
+    );
+    let output = nsconform(&["run", path]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("fixtures/run-invalid/missing-program.toml:8:8: step 1: cannot run `nsconform-no-such-program` in actor `shell`"),
+        "{stdout}"
     );
 }

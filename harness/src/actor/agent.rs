@@ -135,18 +135,10 @@ fn run_command(argv: &[String], env: &[(String, String)], cwd: &str, stdin: Opti
     crate::sys::empty_signal_mask_before_exec(&mut command);
     match command.spawn() {
         Ok(child) => collect(child, stdin.unwrap_or("")),
-        Err(err) => {
-            let code = if err.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            Reply::Ran {
-                exit: Exit::Code(code),
-                stdout: String::new(),
-                stderr: format!("nsconform: cannot run `{program}`: {err}\n"),
-            }
-        }
+        Err(err) => Reply::CannotRun {
+            program: program.clone(),
+            error: err.to_string(),
+        },
     }
 }
 

@@ -90,6 +90,13 @@ pub(crate) enum Reply {
         /// Its standard error (lossy UTF-8).
         stderr: String,
     },
+    /// A command could not be started at all (no such program, not executable).
+    CannotRun {
+        /// The program.
+        program: String,
+        /// Why, in words.
+        error: String,
+    },
     /// A write finished: `None` on success, else the errno.
     Wrote(Option<i32>),
     /// A nested actor was forked (its own `Ready` comes on its socket), or why not.

@@ -136,10 +136,19 @@ fn scenario_files(paths: Vec<PathBuf>) -> Result<Vec<ScenarioFile>, ExitCode> {
     } else {
         paths
     };
-    discover(&paths).map_err(|message| {
+    let files = discover(&paths).map_err(|message| {
         eprintln!("nsconform: {message}");
         ExitCode::from(BAD_INPUT)
-    })
+    })?;
+    if files.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "nsconform: no scenario files (*.toml) in {}",
+            shown.join(", ")
+        );
+        return Err(ExitCode::from(BAD_INPUT));
+    }
+    Ok(files)
 }
 
 fn check(paths: Vec<PathBuf>) -> ExitCode {

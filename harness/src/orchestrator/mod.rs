@@ -59,7 +59,18 @@ pub(crate) struct Orchestrator<'a> {
 }
 
 /// A problem that stops the scenario (as opposed to a step whose expectations fail).
-pub(super) type Abort = String;
+pub(super) enum Abort {
+    /// Something went wrong while running: report it and stop.
+    Stop(String),
+    /// The scenario asks for something that cannot exist here: bad input.
+    Invalid(String),
+}
+
+impl From<String> for Abort {
+    fn from(reason: String) -> Abort {
+        Abort::Stop(reason)
+    }
+}
 
 impl<'a> Orchestrator<'a> {
     /// An orchestrator writing events to `events`.
@@ -99,7 +110,11 @@ impl<'a> Orchestrator<'a> {
                         return 1;
                     }
                 }
-                Err(reason) => {
+                Err(Abort::Invalid(message)) => {
+                    self.emit(&Event::Invalid { message });
+                    return 2;
+                }
+                Err(Abort::Stop(reason)) => {
                     self.emit(&Event::Aborted {
                         step: Some(number),
                         reason,
@@ -160,7 +175,7 @@ impl<'a> Orchestrator<'a> {
                 Err(StartError::Setup {
                     errno: Some(errno), ..
                 }) => Some(crate::errno::name(nix::errno::Errno::from_raw(*errno))),
-                Err(other) => return Err(other.to_string()),
+                Err(other) => return Err(other.to_string().into()),
             };
             if let Err(err) = &outcome {
                 record.stderr = err.to_string();
@@ -175,7 +190,7 @@ impl<'a> Orchestrator<'a> {
             record.action = format!("write {content:?} to {path}");
             let reply = self.request(&actor, &Request::Write { path, content })?;
             let Reply::Wrote(result) = reply else {
-                return Err(format!("actor `{actor}` answered a write with {reply:?}"));
+                return Err(format!("actor `{actor}` answered a write with {reply:?}").into());
             };
             let errno = result.map(|e| crate::errno::name(nix::errno::Errno::from_raw(e)));
             record.error = errno.clone();
@@ -201,13 +216,31 @@ impl<'a> Orchestrator<'a> {
                     stdin,
                 },
             )?;
-            let Reply::Ran {
-                exit,
-                stdout,
-                stderr,
-            } = reply
-            else {
-                return Err(format!("actor `{actor}` answered a command with {reply:?}"));
+            let (exit, stdout, stderr) = match reply {
+                Reply::Ran {
+                    exit,
+                    stdout,
+                    stderr,
+                } => (exit, stdout, stderr),
+                Reply::CannotRun { program, error } => {
+                    let span = step
+                        .argv
+                        .as_ref()
+                        .map_or_else(|| step.run.as_ref().map(|r| r.span()), |a| Some(a.span()));
+                    let place = span.map_or_else(String::new, |span| {
+                        let (line, column) =
+                            crate::scenario::line_column(&self.loaded.source, span.start);
+                        format!("{line}:{column}: ")
+                    });
+                    let message = format!(
+                        "{}:{place}step {number}: cannot run `{program}` in actor `{actor}`: {error} (PATH is {COMMAND_PATH})",
+                        self.loaded.path.display()
+                    );
+                    return Err(Abort::Invalid(message));
+                }
+                other => {
+                    return Err(format!("actor `{actor}` answered a command with {other:?}").into())
+                }
             };
             record.exit = Some(exit);
             record.stdout = stdout;
@@ -260,7 +293,7 @@ impl<'a> Orchestrator<'a> {
         } else if let Some(argv) = &step.argv {
             argv.get_ref().iter().map(|a| self.expand(a)).collect()
         } else {
-            Err("step has no command".into())
+            Err(Abort::from("step has no command".to_string()))
         }
     }
 
@@ -320,6 +353,7 @@ impl<'a> Orchestrator<'a> {
                 .cloned()
                 .ok_or_else(|| format!("`{{{{var.{name}}}}}` was never captured")),
         })
+        .map_err(Abort::from)
     }
 
     fn actor_def(&self, name: &str) -> Option<&'a Actor> {
@@ -347,7 +381,7 @@ impl<'a> Orchestrator<'a> {
         protocol::send(&live.control, request, fd).map_err(|_| gone())?;
         match protocol::recv::<Reply>(&live.control) {
             Ok(Some(received)) => Ok(received.message),
-            _ => Err(gone()),
+            _ => Err(gone().into()),
         }
     }
 }

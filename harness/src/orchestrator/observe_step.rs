@@ -94,11 +94,11 @@ impl Orchestrator<'_> {
         match self.request_with_fd(actor, request, Some(dir.as_raw_fd()))? {
             Reply::Observed(Ok(value)) => Ok(value),
             Reply::Observed(Err(message)) => {
-                Err(format!("actor `{actor}` could not observe: {message}"))
+                Err(format!("actor `{actor}` could not observe: {message}").into())
             }
-            other => Err(format!(
+            other => Err(Abort::from(format!(
                 "actor `{actor}` answered an observation with {other:?}"
-            )),
+            ))),
         }
     }
 
@@ -137,7 +137,7 @@ impl Orchestrator<'_> {
 fn proc_dir(pid: i32) -> Result<OwnedFd, Abort> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     nix::fcntl::open(format!("/proc/{pid}").as_str(), flags, Mode::empty())
-        .map_err(|e| format!("cannot open /proc/{pid}: {e}"))
+        .map_err(|e| Abort::from(format!("cannot open /proc/{pid}: {e}")))
 }
 
 /// Merge `part` into `into`, joining objects key by key (e.g. `pid.inside` and `pid.host`).
