@@ -28,3 +28,10 @@ mod standin;
 mod supervisor;
 mod sys;
 mod template;
+
+/// Parse and validate scenario text exactly as `nsconform check` does, without running
+/// anything: `Ok` when valid, else the `file:line:column: message` diagnostics, one per line.
+/// Never panics, whatever the text (the fuzz target checks that).
+pub fn check_scenario(path: &std::path::Path, text: &str) -> Result<(), String> {
+    scenario::load_str(path, text.to_string()).map(|_| ()).map_err(|err| err.to_string())
+}

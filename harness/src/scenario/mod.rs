@@ -5,4 +5,4 @@ pub(crate) mod load;
 pub(crate) mod model;
 pub(crate) mod validate;
 
-pub(crate) use load::{line_column, load_file, LoadError, LoadedScenario};
+pub(crate) use load::{line_column, load_file, load_str, LoadError, LoadedScenario};
