@@ -33,5 +33,7 @@ mod template;
 /// anything: `Ok` when valid, else the `file:line:column: message` diagnostics, one per line.
 /// Never panics, whatever the text (the fuzz target checks that).
 pub fn check_scenario(path: &std::path::Path, text: &str) -> Result<(), String> {
-    scenario::load_str(path, text.to_string()).map(|_| ()).map_err(|err| err.to_string())
+    scenario::load_str(path, text.to_string())
+        .map(|_| ())
+        .map_err(|err| err.to_string())
 }

@@ -102,10 +102,7 @@ pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), Stand
         "set the hostname",
         nix::unistd::sethostname(STANDIN_HOSTNAME),
     )?;
-    std::fs::write("/proc/sys/kernel/domainname", "(none)").map_err(|source| StandInError {
-        what: "set the domain name".into(),
-        source,
-    })?;
+    step("set the domain name", crate::sys::setdomainname("(none)"))?;
     crate::sys::set_loopback_up().map_err(|source| StandInError {
         what: "set lo up".into(),
         source,
@@ -125,10 +122,14 @@ fn copy_pid_max(machine: &MachineFacts) -> Result<(), StandInError> {
     if ours.trim() == wanted.trim() {
         return Ok(());
     }
-    std::fs::write(PID_MAX, wanted.trim()).map_err(|source| StandInError {
-        what: format!("copy pid_max {} into the stand-in", wanted.trim()),
-        source,
-    })
+    match std::fs::write(PID_MAX, wanted.trim()) {
+        // A rootless stand-in may not set it; the stand-in then keeps the kernel's default.
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => other.map_err(|source| StandInError {
+            what: format!("copy pid_max {} into the stand-in", wanted.trim()),
+            source,
+        }),
+    }
 }
 
 fn create_dir(dir: &str, mode: u32) -> Result<(), StandInError> {

@@ -27,13 +27,33 @@ use crate::{probe, requires, standin, sys};
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The namespaces of the stand-in host.
-fn standin_flags() -> CloneFlags {
-    CloneFlags::CLONE_NEWUTS
+///
+/// A harness that is not root also gets a new user namespace mapping its own uid and gid to
+/// themselves: the other namespaces need privilege, and the scenario still sees its caller's
+/// ids (scenarios that need real root say `requires.root` and are skipped).
+fn standin_flags(rootless: bool) -> CloneFlags {
+    let flags = CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWCGROUP;
+    if rootless {
+        flags | CloneFlags::CLONE_NEWUSER
+    } else {
+        flags
+    }
+}
+
+/// In a rootless stand-in: map the caller's own ids, as `unshare --map-current-user` does.
+fn map_own_ids(ids: HarnessIds) -> Result<(), String> {
+    let spec = crate::actor::plan::MapSpec {
+        uid: vec![format!("{} {} 1", ids.uid, ids.uid)],
+        gid: vec![format!("{} {} 1", ids.gid, ids.gid)],
+        setgroups: Some(crate::scenario::model::SetGroups::Deny),
+    };
+    crate::actor::kernel::write_maps("/proc/self", &spec)
+        .map_err(|e| format!("map the harness's own ids in the stand-in: {e}"))
 }
 
 /// `NSCONFORM_TIMEOUT_SCALE` (e.g. `20` inside an emulated VM), default 1.
@@ -129,7 +149,9 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
         },
         Ok((events_in, events_out)) => {
             let forked = match mode {
-                HostMode::StandIn => sys::fork_into_new_namespaces(standin_flags()),
+                HostMode::StandIn => {
+                    sys::fork_into_new_namespaces(standin_flags(!nix::unistd::geteuid().is_root()))
+                }
                 HostMode::Real => sys::fork(),
             };
             match forked {
@@ -194,7 +216,10 @@ fn orchestrate(
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
     };
+    let rootless = nix::unistd::geteuid().as_raw() != 0 || ids.uid != 0;
     let prepared = match mode {
+        HostMode::StandIn if rootless => map_own_ids(ids)
+            .and_then(|()| standin::prepare(cgroup2, machine).map_err(|e| e.to_string())),
         HostMode::StandIn => standin::prepare(cgroup2, machine).map_err(|e| e.to_string()),
         HostMode::Real => nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a child subreaper: {e}")),

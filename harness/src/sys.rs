@@ -319,3 +319,16 @@ pub(crate) fn empty_signal_mask_before_exec(command: &mut std::process::Command)
         });
     }
 }
+
+/// `setdomainname(2)`: the NIS domain name of the caller's UTS namespace. (Writing
+/// `/proc/sys/kernel/domainname` is refused inside a user namespace, whose root does not own
+/// that file.)
+pub(crate) fn setdomainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call; the
+    // kernel copies them.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if ret == -1 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}

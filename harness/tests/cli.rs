@@ -372,3 +372,74 @@ fn a_program_not_on_path_is_bad_input_with_its_position() {
         "{stdout}"
     );
 }
+
+/// Copy a directory tree (scenario files only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from)
+        .expect("read dir")
+        .filter_map(Result::ok)
+    {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn an_unprivileged_run_passes_rootless_scenarios_and_skips_the_rest() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix_is_root() {
+        return; // Already unprivileged: the whole suite is this test.
+    }
+    // Somewhere uid 65534 can read, whatever the permissions of the clone's parents.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let exe = dir.path().join("nsconform");
+    std::fs::copy(env!("CARGO_BIN_EXE_nsconform"), &exe).expect("copy binary");
+    copy_tree(&repo().join("scenarios"), &dir.path().join("scenarios"));
+    let output = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["run", "scenarios"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run setpriv");
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let passed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("PASS ")).collect();
+    assert!(passed.len() >= 6, "{stdout}");
+    for line in stdout.lines().filter(|l| l.starts_with("SKIP ")) {
+        assert!(line.contains(": requires "), "{line}");
+    }
+    // Every scenario that does not need root ran, and passed.
+    let files = nsconform::runner::discover(&[repo().join("scenarios")]).expect("discover");
+    for file in files {
+        let needs_root = std::fs::read_to_string(&file.path)
+            .expect("read")
+            .lines()
+            .any(|l| l.trim() == "root = true");
+        if !needs_root {
+            assert!(
+                stdout.contains(&format!("PASS {} ", file.name)),
+                "{} did not pass unprivileged:\n{stdout}",
+                file.name
+            );
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}

@@ -55,6 +55,8 @@ pub(crate) fn observe(
                     json!({ "host": status_field(&status, "Gid:") }),
                 );
                 out.insert("capabilities".into(), capabilities(&status));
+                let no_new_privs = status_field(&status, "NoNewPrivs:").is_some_and(|v| v == 1);
+                out.insert("no_new_privs".into(), json!(no_new_privs));
             }
             ObservationKind::Cgroup => {
                 out.insert(

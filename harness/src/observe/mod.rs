@@ -34,6 +34,7 @@ pub(crate) const FIELDS: &[(ObservationKind, &[&str])] = &[
             "gid",
             "groups",
             "capabilities",
+            "no_new_privs",
         ],
     ),
     (ObservationKind::Maps, &["uid_map", "gid_map", "setgroups"]),
