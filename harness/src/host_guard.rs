@@ -1,5 +1,8 @@
 //! The host guard: a record of the machine's namespace-visible state, taken before and
-//! after a run, so anything a scenario leaked onto the real host is named.
+//! after a run (and after each scenario with `nsconform run --paranoid`), so anything a
+//! scenario leaked onto the real host is named: hostname and domain name, links, addresses
+//! and routes (over rtnetlink), mounts, named network namespaces, host-wide sysctls and the
+//! ones scenarios name, leftover scenario cgroups, and the runner's child processes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,7 +17,28 @@ pub struct HostSnapshot {
     named_netns: BTreeSet<String>,
     scenario_cgroups: BTreeSet<String>,
     children: BTreeSet<String>,
+    addresses: BTreeSet<String>,
+    routes: BTreeSet<String>,
+    sysctls: BTreeSet<String>,
 }
+
+/// Host-wide sysctls a namespace scenario could change by mistake (root in a user namespace
+/// created by real root can still write some of them), always checked.
+const HOST_SYSCTLS: &[&str] = &[
+    "kernel.pid_max",
+    "kernel.threads-max",
+    "user.max_user_namespaces",
+    "user.max_net_namespaces",
+    "user.max_mnt_namespaces",
+    "user.max_pid_namespaces",
+    "user.max_uts_namespaces",
+    "user.max_ipc_namespaces",
+    "user.max_cgroup_namespaces",
+    "user.max_time_namespaces",
+    "net.ipv4.ip_forward",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ping_group_range",
+];
 
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
@@ -33,8 +57,44 @@ fn dir_names(path: &Path) -> BTreeSet<String> {
 }
 
 impl HostSnapshot {
+    /// Record the host as this process sees it (call it from the machine's namespaces),
+    /// including the sysctls named in `sysctls` (dotted, e.g. `net.ipv4.ip_forward`).
+    pub fn take_with(sysctls: &[String]) -> HostSnapshot {
+        let mut snapshot = HostSnapshot::take();
+        for name in sysctls {
+            snapshot.sysctls.insert(sysctl(name));
+        }
+        snapshot
+    }
+
     /// Record the host as this process sees it (call it from the machine's namespaces).
     pub fn take() -> HostSnapshot {
+        let network = crate::observe::network::observe_network().ok();
+        let addresses = network
+            .iter()
+            .flat_map(|n| &n.addresses)
+            .map(|a| format!("{} on {}", a.address, a.link))
+            .collect();
+        let routes = network
+            .iter()
+            .flat_map(|n| &n.routes)
+            .map(|r| {
+                let via = r
+                    .gateway
+                    .as_deref()
+                    .map(|g| format!(" via {g}"))
+                    .unwrap_or_default();
+                let dev = r
+                    .device
+                    .as_deref()
+                    .map(|d| format!(" dev {d}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}{via}{dev} (table {})",
+                    r.family, r.destination, r.table
+                )
+            })
+            .collect();
         let mounts = read_trimmed("/proc/self/mountinfo")
             .lines()
             .filter_map(|line| {
@@ -52,9 +112,11 @@ impl HostSnapshot {
                 dir_names(&mount.join(own.trim_start_matches('/')))
                     .into_iter()
                     // Another run's live supervisor owns its cgroup; a dead one's is a leak.
+                    // (Checked in that order: a supervisor removes its cgroup before it exits.)
                     .filter(|n| {
                         n.strip_prefix("nsconform-")
                             .is_some_and(|pid| !Path::new("/proc").join(pid).exists())
+                            && mount.join(own.trim_start_matches('/')).join(n).exists()
                     })
                     .collect()
             })
@@ -66,6 +128,9 @@ impl HostSnapshot {
             mounts,
             named_netns: dir_names(Path::new("/run/netns")),
             scenario_cgroups,
+            addresses,
+            routes,
+            sysctls: HOST_SYSCTLS.iter().map(|name| sysctl(name)).collect(),
             children: children_of(std::process::id())
                 .into_iter()
                 .map(|pid| format!("{pid} ({})", read_trimmed(&format!("/proc/{pid}/comm"))))
@@ -102,6 +167,9 @@ impl HostSnapshot {
                 &after.scenario_cgroups,
             ),
             ("child process", &self.children, &after.children),
+            ("address", &self.addresses, &after.addresses),
+            ("route", &self.routes, &after.routes),
+            ("sysctl value", &self.sysctls, &after.sysctls),
         ] {
             for added in now.difference(before) {
                 leaks.push(format!("{what} appeared: {added}"));
@@ -112,6 +180,16 @@ impl HostSnapshot {
         }
         leaks
     }
+}
+
+/// `name = value` of a dotted sysctl name (`?` when it cannot be read).
+fn sysctl(name: &str) -> String {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    let value = std::fs::read_to_string(path).map_or_else(
+        |_| "?".to_string(),
+        |v| v.split_whitespace().collect::<Vec<_>>().join(" "),
+    );
+    format!("{name} = {value}")
 }
 
 /// Processes whose parent is `pid`.

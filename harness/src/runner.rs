@@ -287,3 +287,22 @@ fn run_isolated(
         )),
     }
 }
+
+/// Every sysctl the scenarios in `files` name (in `observe` steps), for the host guard.
+pub fn named_sysctls(files: &[ScenarioFile]) -> Vec<String> {
+    let mut names: Vec<String> = files
+        .iter()
+        .filter_map(|f| load_file(&f.path).ok())
+        .flat_map(|loaded| {
+            loaded
+                .scenario
+                .steps
+                .iter()
+                .flat_map(|s| s.get_ref().sysctls.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    let sysctls = nsconform::runner::named_sysctls(&files);
     let trials = files
         .into_iter()
         .map(|file| {
@@ -103,10 +104,10 @@ fn main() -> ExitCode {
             .with_ignored_flag(ignored)
         })
         .collect();
-    let guard = (!args.list).then(HostSnapshot::take);
+    let guard = (!args.list).then(|| HostSnapshot::take_with(&sysctls));
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(before) = guard {
-        let leaks = before.leaks(&HostSnapshot::take());
+        let leaks = before.leaks(&HostSnapshot::take_with(&sysctls));
         if !leaks.is_empty() {
             eprintln!("host guard: the run changed the machine:");
             for leak in leaks {

@@ -31,6 +31,10 @@ pub(super) struct RunArgs {
     /// Write a results file (schema `nsconform-results/1`, see docs/results.md).
     #[arg(long, value_name = "FILE")]
     results: Option<PathBuf>,
+    /// Check the host guard after every scenario, not only around the whole run; a leak
+    /// fails the scenario that was running (use with `-j 1` for an exact culprit).
+    #[arg(long)]
+    paranoid: bool,
 }
 
 /// Run the scenarios `args` selects; exit 0 when all passed or were skipped, 1 on a failure
@@ -65,7 +69,8 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let before = HostSnapshot::take();
+    let sysctls = crate::runner::named_sysctls(&files);
+    let before = HostSnapshot::take_with(&sysctls);
     let next = AtomicUsize::new(0);
     let reports = Mutex::new(Vec::new());
     let interrupt = Interrupt::catch();
@@ -77,9 +82,12 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
                 }
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(file) = files.get(index) else { break };
-                let report = runner.run_tracked(file, &|pid| interrupt.track(pid), &|pid| {
+                let mut report = runner.run_tracked(file, &|pid| interrupt.track(pid), &|pid| {
                     interrupt.untrack(pid)
                 });
+                if args.paranoid {
+                    guard_after(&before, &sysctls, &mut report);
+                }
                 emit(&describe(&report, args.verbose));
                 reports
                     .lock()
@@ -93,7 +101,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     }
     let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
     reports.sort_by(|a, b| a.name.cmp(&b.name));
-    let leaks = before.leaks(&HostSnapshot::take());
+    let leaks = before.leaks(&HostSnapshot::take_with(&sysctls));
     for leak in &leaks {
         eprintln!("nsconform: host guard: {leak}");
     }
@@ -210,6 +218,42 @@ impl Interrupt {
 
     fn signal(&self) -> Option<nix::sys::signal::Signal> {
         *self.state.signal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `--paranoid`: compare the host with the run's starting point right after `report`'s
+/// scenario; any difference fails that scenario, naming what leaked.
+fn guard_after(before: &HostSnapshot, sysctls: &[String], report: &mut ScenarioReport) {
+    // Other scenarios' supervisors still running (with `-j` > 1) are the runner's only
+    // children and no leak: a scenario's orphans never become the runner's children.
+    // A child that ended meanwhile is no leak either.
+    let supervising = |leak: &String| {
+        let Some(pid) = leak
+            .strip_prefix("child process appeared: ")
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            return false;
+        };
+        match std::fs::read(format!("/proc/{pid}/cmdline")) {
+            // Between fork and exec a starting supervisor still shows the runner's own command.
+            Ok(cmdline) => {
+                cmdline.is_empty()
+                    || cmdline.split(|b| *b == 0).any(|arg| arg == b"__supervise")
+                    || std::fs::read("/proc/self/cmdline").is_ok_and(|own| own == cmdline)
+            }
+            Err(_) => true,
+        }
+    };
+    let leaks: Vec<String> = before
+        .leaks(&HostSnapshot::take_with(sysctls))
+        .into_iter()
+        .filter(|leak| !supervising(leak))
+        .collect();
+    if !leaks.is_empty() {
+        report.outcome = Outcome::Failed {
+            step: None,
+            reason: format!("host guard after this scenario: {}", leaks.join("; ")),
+        };
     }
 }
 
