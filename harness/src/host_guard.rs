@@ -216,3 +216,65 @@ pub(crate) fn children_of(pid: u32) -> BTreeSet<u32> {
     }
     children
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> HostSnapshot {
+        HostSnapshot {
+            hostname: "vm".into(),
+            domainname: "(none)".into(),
+            links: BTreeSet::from(["lo".to_string(), "eth0".to_string()]),
+            mounts: BTreeSet::from(["/ (ext4)".to_string()]),
+            named_netns: BTreeSet::new(),
+            scenario_cgroups: BTreeSet::new(),
+            children: BTreeSet::new(),
+            addresses: BTreeSet::from(["127.0.0.1/8 on lo".to_string()]),
+            routes: BTreeSet::new(),
+            sysctls: BTreeSet::from(["kernel.pid_max = 32768".to_string()]),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_host_has_no_leaks() {
+        assert!(snapshot().leaks(&snapshot()).is_empty());
+    }
+
+    #[test]
+    fn names_every_kind_of_leak() {
+        let before = snapshot();
+        let mut after = snapshot();
+        after.hostname = "renamed".into();
+        after.links.insert("veth0".into());
+        after.mounts.insert("/tmp/m (tmpfs)".into());
+        after.named_netns.insert("mynamespace".into());
+        after.addresses.insert("192.0.2.1/24 on veth0".into());
+        after.sysctls = BTreeSet::from(["kernel.pid_max = 4194304".to_string()]);
+        let leaks = before.leaks(&after);
+        for expected in [
+            "hostname changed from `vm` to `renamed`",
+            "link appeared: veth0",
+            "mount appeared: /tmp/m (tmpfs)",
+            "named network namespace appeared: mynamespace",
+            "address appeared: 192.0.2.1/24 on veth0",
+            "sysctl value appeared: kernel.pid_max = 4194304",
+            "sysctl value disappeared: kernel.pid_max = 32768",
+        ] {
+            assert!(
+                leaks.iter().any(|l| l == expected),
+                "{expected} not in {leaks:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_machine() {
+        let now = HostSnapshot::take();
+        assert!(now.links.contains("lo"));
+        assert!(now
+            .sysctls
+            .iter()
+            .any(|s| s.starts_with("kernel.pid_max = ")));
+    }
+}

@@ -443,3 +443,100 @@ fn nix_is_root() -> bool {
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
+
+/// PIDs of processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn every_kind_of_hang_and_a_fork_bomb_end_at_their_timeouts_leaving_nothing() {
+    let started = std::time::Instant::now();
+    let output = nsconform(&["run", "fixtures/hang"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for name in [
+        "fork-bomb",
+        "sleep-in-joined-actor",
+        "sleep-in-pid-namespace",
+        "sleep-on-host-side",
+    ] {
+        assert!(
+            stdout.contains(&format!("FAIL {name} (")),
+            "{name}:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("timed out after").count(), 4, "{stdout}");
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !text(&output.stderr).contains("host guard"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(processes_with("bomb()").is_empty(), "fork bomb survived");
+}
+
+#[test]
+fn sigterm_to_a_run_stops_the_scenarios_in_flight_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = format!("999.{}", std::process::id());
+    for name in ["a", "b", "c"] {
+        let scenario = format!(
+            "description = \"hangs until stopped\"\ntimeout = \"60s\"\n[actors.shell]\nunshare = [\"pid\"]\nmount_proc = true\n[[steps]]\nactor = \"shell\"\nrun = \"sleep {marker}\"\n"
+        );
+        std::fs::write(dir.path().join(format!("{name}.toml")), scenario).expect("write");
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_nsconform"))
+        .args(["run", "-j", "2"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_with(&format!("sleep {marker}")).len() < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_with(&format!("sleep {marker}")).len(),
+        2,
+        "two scenarios in flight"
+    );
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let output = child.wait_with_output().expect("wait");
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(128 + 15), "{stdout}");
+    assert_eq!(
+        stdout.matches("interrupted by SIGTERM").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 passed, 2 failed"),
+        "the third never started:\n{stdout}"
+    );
+    assert!(
+        processes_with(&format!("sleep {marker}")).is_empty(),
+        "sleepers survived"
+    );
+}
