@@ -11,9 +11,11 @@
 mod actor;
 mod cgroup;
 pub mod cli;
+mod compare;
 mod errno;
 mod expect;
 pub mod host_guard;
+mod kernels;
 mod matcher;
 mod observe;
 mod orchestrator;
@@ -28,6 +30,7 @@ mod standin;
 mod supervisor;
 mod sys;
 mod template;
+mod vm;
 
 /// Parse and validate scenario text exactly as `nsconform check` does, without running
 /// anything: `Ok` when valid, else the `file:line:column: message` diagnostics, one per line.

@@ -46,6 +46,13 @@ enum Commands {
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
     },
+    /// Download stock Debian kernels into the cache and list them (for `vm` and `matrix`).
+    #[command(subcommand)]
+    Kernels(crate::kernels::KernelsArgs),
+    /// Boot a kernel under QEMU and run the suite inside it; bring its results file back.
+    Vm(crate::vm::VmArgs),
+    /// Compare results files (kernels, distributions, tools) and show what differs.
+    Report(crate::compare::ReportArgs),
     /// Internal: supervise one scenario and print its JSON report.
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -76,6 +83,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Commands::Run(args) => run::run(args),
         Commands::Check { paths } => check(paths),
+        Commands::Kernels(args) => crate::kernels::main(args),
+        Commands::Vm(args) => crate::vm::main(args),
+        Commands::Report(args) => crate::compare::main(args),
         Commands::Features { json, save } => features(json, save),
         Commands::Supervise { name, path } => {
             // Whatever mask the invoker had, scenarios start from the same state.
