@@ -33,6 +33,29 @@ pub struct Results {
     pub summary: Summary,
     /// Every scenario run, sorted by name.
     pub scenarios: Vec<ScenarioReport>,
+    /// Present when the run happened inside a VM started by `nsconform vm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmRun>,
+}
+
+/// How a run inside a VM went (added by `nsconform vm` on the host side).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRun {
+    /// The kernel booted (its release or the image's path).
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// `kvm` or `tcg`.
+    #[serde(default)]
+    pub accelerator: Option<String>,
+    /// From starting QEMU to the suite starting inside the guest, in milliseconds.
+    #[serde(default)]
+    pub boot_ms: Option<u64>,
+    /// From starting QEMU to having the results file back, in milliseconds.
+    #[serde(default)]
+    pub round_trip_ms: Option<u64>,
+    /// How many boots it took (2 when the first gave no result and was retried).
+    #[serde(default)]
+    pub attempts: Option<u32>,
 }
 
 /// The machine a run happened on.

@@ -128,6 +128,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             features,
             summary,
             scenarios: reports,
+            vm: None,
         };
         let written = serde_json::to_string_pretty(&record)
             .map_err(|e| e.to_string())
