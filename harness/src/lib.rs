@@ -17,6 +17,7 @@ mod expect;
 pub mod host_guard;
 mod kernels;
 mod matcher;
+mod matrix;
 mod observe;
 mod orchestrator;
 mod pids_limit;

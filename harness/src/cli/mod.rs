@@ -53,6 +53,8 @@ enum Commands {
     Vm(crate::vm::VmArgs),
     /// Compare results files (kernels, distributions, tools) and show what differs.
     Report(crate::compare::ReportArgs),
+    /// Fetch kernels, run the suite here and in a VM per kernel, and report the differences.
+    Matrix(crate::matrix::MatrixArgs),
     /// Internal: supervise one scenario and print its JSON report.
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -86,6 +88,7 @@ pub fn main() -> ExitCode {
         Commands::Kernels(args) => crate::kernels::main(args),
         Commands::Vm(args) => crate::vm::main(args),
         Commands::Report(args) => crate::compare::main(args),
+        Commands::Matrix(args) => crate::matrix::main(args),
         Commands::Features { json, save } => features(json, save),
         Commands::Supervise { name, path } => {
             // Whatever mask the invoker had, scenarios start from the same state.
