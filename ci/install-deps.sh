@@ -10,6 +10,7 @@ packages=(
   iputils-ping  # ping across veth pairs
   hostname      # hostname, domainname
   coreutils
+  qemu-system-x86  # nsconform vm: boots other kernels (TCG when KVM is unusable)
 )
 
 missing=()

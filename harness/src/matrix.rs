@@ -67,7 +67,7 @@ pub(crate) fn main(args: MatrixArgs) -> ExitCode {
         let file = args.out.join("host.json");
         stage("running the suite on this machine");
         run_into(
-            &mut Command::new(&exe)
+            Command::new(&exe)
                 .arg("run")
                 .arg("--results")
                 .arg(&file)

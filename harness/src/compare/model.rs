@@ -6,7 +6,6 @@
 //! identical everywhere, and the tools and features that differ. The renderers only read a
 //! `Comparison`; the helpers at the end of this module are the wording they share.
 
-
 use crate::report::Outcome;
 use crate::results::Results;
 
