@@ -151,7 +151,10 @@ pub(crate) fn parse_feature(name: &str) -> Result<Feature, String> {
         })
 }
 
-/// Parse a duration such as `10s`, `500ms` or `2m`.
+/// The longest timeout a scenario may set (scaled later by `NSCONFORM_TIMEOUT_SCALE`).
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Parse a duration such as `10s`, `500ms` or `2m`, at most [`MAX_TIMEOUT`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -162,14 +165,21 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         format!("invalid duration `{text}`: expected a whole number with ms, s or m, e.g. \"10s\"")
     };
     let number: u64 = number.parse().map_err(|_| invalid())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
         _ => return Err(invalid()),
     };
+    let duration = Duration::from_millis(millis.unwrap_or(u64::MAX));
     if duration.is_zero() {
         return Err("a timeout must be longer than zero".to_string());
+    }
+    if duration > MAX_TIMEOUT {
+        return Err(format!(
+            "a timeout is at most {} minutes, not `{text}`",
+            MAX_TIMEOUT.as_secs() / 60
+        ));
     }
     Ok(duration)
 }
@@ -295,6 +305,10 @@ mod tests {
     #[case("2m", Some(Duration::from_secs(120)))]
     #[case("0s", None)]
     #[case("ten", None)]
+    #[case("307445734561825861m", None)]
+    #[case("18446744073709551615s", None)]
+    #[case("61m", None)]
+    #[case("60m", Some(Duration::from_secs(3600)))]
     #[case("10", None)]
     fn parses_durations(#[case] text: &str, #[case] expected: Option<Duration>) {
         assert_eq!(parse_duration(text).ok(), expected);

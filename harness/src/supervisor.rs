@@ -61,8 +61,8 @@ pub(crate) fn timeout_scale() -> f64 {
     std::env::var("NSCONFORM_TIMEOUT_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
-        .filter(|s: &f64| *s > 0.0)
-        .unwrap_or(1.0)
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+        .map_or(1.0, |s| s.min(1000.0))
 }
 
 /// The scenario's effective time limit.

@@ -29,6 +29,8 @@ impl Diagnostic {
             }
             None => (None, None),
         };
+        // One diagnostic per line: names taken from the file may hold newlines.
+        let message = message.replace('\n', "\\n");
         Diagnostic {
             path: path.to_path_buf(),
             line,

@@ -232,30 +232,37 @@ pub(crate) fn parse_map_line(line: &str) -> Result<(u32, u32, u32), String> {
 
 /// Reject cycles through `join` and `parent` (an actor must start after the ones it needs).
 fn check_actor_graph(checker: &mut Checker<'_>) {
+    // Each actor depends on at most one other, so one walk per unvisited actor, stopping at
+    // anything already walked, finds every cycle in linear time.
     let actors = &checker.loaded.scenario.actors;
-    let mut reported = BTreeSet::new();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut cycles = Vec::new();
     for start in actors.keys() {
-        let mut path = vec![start.get_ref().as_str()];
-        let mut current = start.get_ref().as_str();
-        while let Some(next) = actors.get(current).and_then(dependency) {
-            if let Some(position) = path.iter().position(|name| *name == next) {
-                let cycle: BTreeSet<&str> = path[position..].iter().copied().collect();
-                if reported.insert(cycle.clone()) {
-                    let mut names: Vec<&str> = path[position..].to_vec();
-                    names.push(next);
-                    checker.error(
-                        Some(start.span()),
-                        format!(
-                            "actors depend on each other in a cycle: {}",
-                            names.join(" -> ")
-                        ),
-                    );
-                }
+        let mut path: Vec<&str> = Vec::new();
+        let mut on_path: BTreeSet<&str> = BTreeSet::new();
+        let mut current = Some(start.get_ref().as_str());
+        while let Some(name) = current {
+            if done.contains(name) {
                 break;
             }
-            path.push(next);
-            current = next;
+            if on_path.contains(name) {
+                let position = path.iter().position(|n| *n == name).unwrap_or(0);
+                let mut names: Vec<&str> = path[position..].to_vec();
+                names.push(name);
+                cycles.push((start.span(), names.join(" -> ")));
+                break;
+            }
+            path.push(name);
+            on_path.insert(name);
+            current = actors.get(name).and_then(dependency);
         }
+        done.extend(path);
+    }
+    for (span, cycle) in cycles {
+        checker.error(
+            Some(span),
+            format!("actors depend on each other in a cycle: {cycle}"),
+        );
     }
 }
 
