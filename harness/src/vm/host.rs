@@ -1,0 +1,393 @@
+//! The host side of `nsconform vm`: build the initramfs, boot, retry, bring the results back.
+//!
+//! One boot runs every selected scenario. KVM is tried first when `/dev/kvm` opens; when the
+//! guest does not come up with it (QEMU fails, or init has not started after
+//! [`KVM_BOOT_LIMIT`]) the same boot is started again under TCG, and that is said. A boot that
+//! ends without results (QEMU crashed, the guest panicked, the transfer was cut) is retried
+//! once, saying why; a boot that ran out of time is not, since a second one would too.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use super::attempt::{self, Ending, Watch};
+use super::frame::{self, Frame};
+use super::guest::GuestConfig;
+use super::initramfs::{self, Contents};
+use super::kernel::{ImageKind, Kernel};
+use super::qemu::{self, Accel, Machine};
+use crate::results::{Results, VmRun};
+
+/// How long a KVM boot may take to reach init before KVM counts as unusable.
+const KVM_BOOT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Exit status when the VM gave no results (as `nsconform run` uses 1 for failures).
+const NO_RESULTS: u8 = 1;
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AccelChoice {
+    /// KVM when it works here, otherwise TCG.
+    Auto,
+    /// KVM only.
+    Kvm,
+    /// TCG only.
+    Tcg,
+}
+
+/// Everything one `nsconform vm` needs.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The kernel.
+    pub(crate) kernel: Kernel,
+    /// The scenarios, by name and path.
+    pub(crate) scenarios: Vec<(String, PathBuf)>,
+    /// Programs the scenarios require beyond the usual tools.
+    pub(crate) extra_tools: std::collections::BTreeSet<String>,
+    /// Options of the run inside.
+    pub(crate) guest: GuestConfig,
+    /// Size of the VM and extra kernel parameters.
+    pub(crate) machine: Machine,
+    /// Accelerator.
+    pub(crate) accel: AccelChoice,
+    /// Timeout scale, when not the accelerator's default.
+    pub(crate) timeout_scale: Option<u32>,
+    /// Limit for the whole command.
+    pub(crate) time_limit: Duration,
+    /// Where to write the results file.
+    pub(crate) results: Option<PathBuf>,
+    /// Keep the work directory.
+    pub(crate) keep: bool,
+}
+
+/// Run the plan; the exit status of the suite inside, or 1 without results.
+pub(crate) fn run(mut plan: Plan) -> ExitCode {
+    let started = Instant::now();
+    let deadline = started + plan.time_limit;
+    match qemu::version() {
+        Ok(version) => say(&format!("using {version}")),
+        Err(message) => {
+            say(&message);
+            return ExitCode::from(NO_RESULTS);
+        }
+    }
+    let work = match work_dir() {
+        Ok(work) => work,
+        Err(err) => {
+            say(&format!("cannot create a work directory: {err}"));
+            return ExitCode::from(NO_RESULTS);
+        }
+    };
+    let code = boot_and_collect(&mut plan, &work, started, deadline);
+    if plan.keep {
+        say(&format!("work directory kept: {}", work.display()));
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    ExitCode::from(code)
+}
+
+fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: Instant) -> u8 {
+    let binary = match std::env::current_exe() {
+        Ok(binary) => binary,
+        Err(err) => {
+            say(&format!("cannot find my own binary: {err}"));
+            return NO_RESULTS;
+        }
+    };
+    let initrd = work.join("initramfs.cpio");
+    let contents = Contents {
+        binary: &binary,
+        scenarios: &plan.scenarios,
+        extra_tools: &plan.extra_tools,
+        modules: plan.kernel.modules.as_deref(),
+        config: &plan.guest,
+    };
+    let built_at = Instant::now();
+    let built = match initramfs::build(&contents, &initrd) {
+        Ok(built) => built,
+        Err(err) => {
+            say(&format!("cannot build the initramfs: {err}"));
+            return NO_RESULTS;
+        }
+    };
+    say(&format!(
+        "initramfs: {} entries, {:.1} MB, built in {:.1} s{}",
+        built.entries,
+        built.bytes as f64 / 1e6,
+        built_at.elapsed().as_secs_f64(),
+        match plan.kernel.modules {
+            Some(_) => String::new(),
+            None => "; no modules tree found (link kinds built as modules will be missing; \
+                     see --modules)"
+                .to_string(),
+        }
+    ));
+    if !built.missing_tools.is_empty() {
+        say(&format!(
+            "not on this machine, so not in the guest: {}",
+            built.missing_tools.join(", ")
+        ));
+    }
+    let mut accel = match plan.accel {
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Auto => match qemu::kvm_unavailable() {
+            None => Accel::Kvm,
+            Some(reason) => {
+                say(&format!("KVM is not available ({reason}); using TCG"));
+                Accel::Tcg
+            }
+        },
+    };
+    let mut retried = false;
+    for boot in 1.. {
+        plan.machine.timeout_scale = plan.timeout_scale.unwrap_or(match accel {
+            Accel::Kvm => 3,
+            Accel::Tcg => 20,
+        });
+        let dir = work.join(format!("boot-{boot}"));
+        if let Err(err) = std::fs::create_dir_all(&dir) {
+            say(&format!("{}: {err}", dir.display()));
+            return NO_RESULTS;
+        }
+        let port = dir.join("results.serial");
+        say(&format!(
+            "booting {} ({}) under {accel}: {} vCPU, {} MiB, {} scenario(s), timeouts x{}",
+            plan.kernel.release.as_deref().unwrap_or("kernel"),
+            match plan.kernel.kind {
+                ImageKind::Elf => "vmlinux via PVH",
+                ImageKind::BzImage => "bzImage",
+            },
+            plan.machine.cpus,
+            plan.machine.memory_mib,
+            plan.scenarios.len(),
+            plan.machine.timeout_scale,
+        ));
+        let command = qemu::command(&plan.kernel, &initrd, &port, accel, &plan.machine);
+        let watch = Watch {
+            dir: &dir,
+            deadline,
+            boot_limit: (accel == Accel::Kvm && plan.accel == AccelChoice::Auto)
+                .then_some(KVM_BOOT_LIMIT),
+            total: plan.scenarios.len(),
+        };
+        let report = match attempt::run(command, &watch) {
+            Ok(report) => report,
+            Err(err) => {
+                say(&err.to_string());
+                return NO_RESULTS;
+            }
+        };
+        let received = std::fs::read(&port).unwrap_or_default();
+        let decoded = frame::decode(&received);
+        if let Ok(frame) = decoded {
+            let run = VmRun {
+                kernel: plan.kernel.release.clone(),
+                accelerator: Some(accel.to_string().to_lowercase()),
+                boot_ms: report.suite_after.map(|d| d.as_millis() as u64),
+                round_trip_ms: Some(report.elapsed.as_millis() as u64),
+                // The KVM try that fell back to TCG is not counted: only retries are.
+                attempts: Some(1 + u32::from(retried)),
+            };
+            return finish(plan, frame, &report, run, started);
+        }
+        if accel == Accel::Kvm && plan.accel == AccelChoice::Auto && report.booted_after.is_none() {
+            say(&format!(
+                "KVM is not usable here ({}); falling back to TCG",
+                nonempty(&report.qemu_errors, "the guest did not start")
+            ));
+            accel = Accel::Tcg;
+            continue;
+        }
+        let why = failure(&report, decoded.err());
+        if report.ending == Ending::TimedOut {
+            say(&format!("no results: {why}"));
+            return NO_RESULTS;
+        }
+        if retried {
+            say(&format!("no results again, giving up: {why}"));
+            return NO_RESULTS;
+        }
+        say(&format!("no results from the VM, retrying once: {why}"));
+        retried = true;
+    }
+    NO_RESULTS
+}
+
+/// Why a boot brought nothing back, with the evidence.
+fn failure(report: &attempt::Report, error: Option<frame::FrameError>) -> String {
+    let what = match &report.ending {
+        Ending::TimedOut => format!(
+            "the time limit passed after {:.0} s and QEMU was stopped",
+            report.elapsed.as_secs_f64()
+        ),
+        Ending::NoBoot => "the guest did not start".to_string(),
+        Ending::Exited(status) if report.booted_after.is_none() => {
+            format!("QEMU exited ({status}) before the guest's init started")
+        }
+        Ending::Exited(status) => format!("QEMU exited ({status}) during the run"),
+    };
+    let mut why = what;
+    if let Some(error) = error {
+        why.push_str(&format!("; {error}"));
+    }
+    if !report.qemu_errors.is_empty() {
+        why.push_str(&format!("; QEMU said: {}", report.qemu_errors));
+    }
+    if report.console_tail.is_empty() {
+        why.push_str("; the console stayed empty");
+    } else {
+        why.push_str("; last console lines:\n    ");
+        why.push_str(&report.console_tail.join("\n    "));
+    }
+    why
+}
+
+/// Write the results (with the `vm` object added), summarise, and pass the suite's status on.
+fn finish(plan: &Plan, frame: Frame, report: &attempt::Report, run: VmRun, started: Instant) -> u8 {
+    if frame.payload.is_empty() {
+        say(&format!(
+            "the run inside wrote no results file (exit {})",
+            frame.exit
+        ));
+        return frame.exit.max(NO_RESULTS);
+    }
+    if let Some(path) = &plan.results {
+        let written = match with_vm_run(&frame.payload, run) {
+            Ok(text) => std::fs::write(path, text),
+            Err(err) => {
+                say(&format!(
+                    "the results file is not in the expected schema ({err}); written as it came"
+                ));
+                std::fs::write(path, &frame.payload)
+            }
+        };
+        if let Err(err) = written {
+            say(&format!("cannot write {}: {err}", path.display()));
+            return NO_RESULTS;
+        }
+    }
+    let summary = Summary::of(&frame.payload);
+    let seconds =
+        |d: Option<Duration>| d.map_or("?".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
+    say(&format!(
+        "{}: {} passed, {} failed, {} skipped, {} invalid; kernel booted (init) at {}, suite \
+         started at {}, suite {:.1} s, VM {:.1} s, whole command {:.1} s{}",
+        summary.kernel,
+        summary.passed,
+        summary.failed,
+        summary.skipped,
+        summary.invalid,
+        seconds(report.booted_after),
+        seconds(report.suite_after),
+        summary.duration_ms as f64 / 1000.0,
+        report.elapsed.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        plan.results
+            .as_ref()
+            .map_or(String::new(), |p| format!("; results in {}", p.display())),
+    ));
+    frame.exit
+}
+
+/// The results file with the `vm` object (how the VM run went) added.
+fn with_vm_run(payload: &[u8], run: VmRun) -> Result<String, serde_json::Error> {
+    let mut results: Results = serde_json::from_slice(payload)?;
+    results.vm = Some(run);
+    Ok(serde_json::to_string_pretty(&results)? + "\n")
+}
+
+/// The few numbers of a results file shown at the end.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Summary {
+    kernel: String,
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+    invalid: u64,
+    duration_ms: u64,
+}
+
+impl Summary {
+    fn of(payload: &[u8]) -> Summary {
+        let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        let number = |key: &str| value["summary"][key].as_u64().unwrap_or(0);
+        Summary {
+            kernel: value["machine"]["kernel_release"]
+                .as_str()
+                .unwrap_or("guest")
+                .to_string(),
+            passed: number("passed"),
+            failed: number("failed"),
+            skipped: number("skipped"),
+            invalid: number("invalid"),
+            duration_ms: number("duration_ms"),
+        }
+    }
+}
+
+/// A fresh private directory for this run's files.
+fn work_dir() -> std::io::Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("nsconform-vm-{}-{nanos:08x}", std::process::id()));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+fn nonempty<'a>(text: &'a str, otherwise: &'a str) -> &'a str {
+    if text.is_empty() {
+        otherwise
+    } else {
+        text
+    }
+}
+
+/// A line of the command's own (as opposed to the guest's console).
+fn say(line: &str) {
+    attempt::show(&format!("nsconform vm: {line}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_read_from_a_results_file() {
+        let payload = br#"{"machine": {"kernel_release": "6.1.0-57-cloud-amd64"},
+            "summary": {"passed": 80, "failed": 1, "skipped": 2, "invalid": 0, "duration_ms": 150000}}"#;
+        assert_eq!(
+            Summary::of(payload),
+            Summary {
+                kernel: "6.1.0-57-cloud-amd64".into(),
+                passed: 80,
+                failed: 1,
+                skipped: 2,
+                invalid: 0,
+                duration_ms: 150_000,
+            }
+        );
+        assert_eq!(Summary::of(b"not json").kernel, "guest");
+    }
+
+    #[test]
+    fn a_failure_names_the_ending_the_frame_error_and_the_console() {
+        let report = attempt::Report {
+            ending: Ending::TimedOut,
+            booted_after: Some(Duration::from_secs(3)),
+            suite_after: Some(Duration::from_secs(4)),
+            elapsed: Duration::from_secs(900),
+            console_tail: vec!["PASS a (1 ms)".into()],
+            qemu_errors: String::new(),
+        };
+        let why = failure(&report, Some(frame::FrameError::NoBegin));
+        assert!(
+            why.starts_with("the time limit passed after 900 s"),
+            "{why}"
+        );
+        assert!(why.contains("no begin marker"), "{why}");
+        assert!(why.ends_with("\n    PASS a (1 ms)"), "{why}");
+    }
+}
