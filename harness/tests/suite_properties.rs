@@ -105,6 +105,14 @@ fn mutations(file: &ScenarioFile) -> Vec<Variant> {
             .as_array_of_tables()
             .and_then(|a| a.get(index))
             .expect("step");
+        // A step gated out on this kernel does not run here: nothing to mutate.
+        if step
+            .get("kernel")
+            .and_then(Item::as_str)
+            .is_some_and(|range| !kernel_in(range))
+        {
+            continue;
+        }
         let is_command = step.contains_key("run") || step.contains_key("argv");
         let mut changes: Vec<(&str, Item)> = Vec::new();
         for key in ["stdout", "stderr"] {
@@ -159,6 +167,23 @@ fn mutations(file: &ScenarioFile) -> Vec<Variant> {
         }
     }
     variants
+}
+
+/// Whether the running kernel is in the semver `range` (as `kernel = "..."` on a step).
+fn kernel_in(range: &str) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let numbers: Vec<u64> = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map_while(|part| part.parse().ok())
+        .collect();
+    let version = semver::Version::new(
+        numbers.first().copied().unwrap_or(0),
+        numbers.get(1).copied().unwrap_or(0),
+        numbers.get(2).copied().unwrap_or(0),
+    );
+    semver::VersionReq::parse(range).is_ok_and(|req| req.matches(&version))
 }
 
 /// Change an expected value so that it can no longer hold: text gets a suffix, numbers

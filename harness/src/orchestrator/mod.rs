@@ -154,6 +154,17 @@ impl<'a> Orchestrator<'a> {
             action: action.clone(),
         });
         let started = Instant::now();
+        let gated_out = step.kernel.as_ref().and_then(|range| {
+            let release = nix::sys::utsname::uname()
+                .ok()?
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            let wanted = crate::requires::parse_kernel_range(range.get_ref()).ok()?;
+            let version = crate::requires::kernel_version(&release)?;
+            (!wanted.matches(&version))
+                .then(|| format!("skipped: kernel {release} is not {}", range.get_ref()))
+        });
         let mut record = StepRecord {
             number,
             line,
@@ -168,7 +179,9 @@ impl<'a> Orchestrator<'a> {
             mismatches: Vec::new(),
             observation: None,
         };
-        if let Some(name) = &step.start {
+        if let Some(skipped) = gated_out {
+            record.action = format!("{} ({skipped})", record.action);
+        } else if let Some(name) = &step.start {
             let outcome = self.start(name.get_ref());
             let errno = match &outcome {
                 Ok(()) => None,

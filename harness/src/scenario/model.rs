@@ -382,6 +382,11 @@ pub(crate) struct Step {
     /// given are compared. Default: nothing expected.
     #[serde(default)]
     pub(crate) expect: Option<Spanned<toml::Table>>,
+    /// Only on kernels in this semver range (e.g. `"<5.11"`); elsewhere the step is
+    /// skipped and says so. For behaviour that legitimately differs between kernels: give
+    /// each kernel range its own step. Default: every kernel.
+    #[serde(default)]
+    pub(crate) kernel: Option<Spanned<String>>,
     /// Why the step is there, shown in failures. Default: none.
     #[serde(default)]
     pub(crate) note: Option<String>,

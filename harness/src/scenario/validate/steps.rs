@@ -52,6 +52,17 @@ pub(super) fn check_step(
         ),
     }
     check_observe(checker, number, &span, step, captured);
+    if let Some(range) = &step.kernel {
+        if let Err(message) = crate::requires::parse_kernel_range(range.get_ref()) {
+            checker.error_at(range, message);
+        }
+        if step.capture.is_some() {
+            checker.error_at(
+                range,
+                "a step gated by `kernel` cannot `capture` (later steps would lack the value)",
+            );
+        }
+    }
     let is_command = step.run.is_some() || step.argv.is_some();
     if let Some(run) = &step.run {
         if run.get_ref().trim().is_empty() {
