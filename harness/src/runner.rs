@@ -306,3 +306,20 @@ pub fn named_sysctls(files: &[ScenarioFile]) -> Vec<String> {
     names.dedup();
     names
 }
+
+/// Every program the scenarios in `files` list in `requires.commands`, sorted.
+pub(crate) fn required_commands(files: &[ScenarioFile]) -> std::collections::BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|f| load_file(&f.path).ok())
+        .flat_map(|loaded| {
+            loaded
+                .scenario
+                .requires
+                .commands
+                .iter()
+                .map(|c| c.get_ref().clone())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -260,19 +260,8 @@ fn guard_after(before: &HostSnapshot, sysctls: &[String], report: &mut ScenarioR
 
 /// The tools the scenarios require, with their versions.
 fn tools_used(files: &[crate::runner::ScenarioFile]) -> std::collections::BTreeMap<String, String> {
-    let mut tools: BTreeSet<String> = BTreeSet::from(["sh".to_string()]);
-    for file in files {
-        if let Ok(loaded) = crate::scenario::load_file(&file.path) {
-            tools.extend(
-                loaded
-                    .scenario
-                    .requires
-                    .commands
-                    .iter()
-                    .map(|c| c.get_ref().clone()),
-            );
-        }
-    }
+    let mut tools = crate::runner::required_commands(files);
+    tools.insert("sh".to_string());
     tools
         .into_iter()
         .map(|tool| {

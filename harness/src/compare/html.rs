@@ -55,24 +55,7 @@ pub(crate) fn render(comparison: &Comparison) -> String {
         if c.command_output { ", command output" } else { "" }
     );
     out.push_str("<h2>Figures</h2>\n<table>\n");
-    out.push_str(&row(
-        "th",
-        [
-            "column",
-            "kernel",
-            "distribution",
-            "arch",
-            "passed",
-            "failed",
-            "skipped",
-            "invalid",
-            "suite time",
-            "boot time",
-            "round trip",
-            "file",
-        ]
-        .map(escape),
-    ));
+    out.push_str(&row("th", super::model::FIGURE_COLUMNS.map(escape)));
     for f in &c.columns {
         let s = &f.summary;
         let vm = f.vm.clone().unwrap_or_default();

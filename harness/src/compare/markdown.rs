@@ -32,20 +32,7 @@ pub(crate) fn render(comparison: &Comparison) -> String {
         }
     ));
     out.push_str("### Figures\n\n");
-    out.push_str(&row([
-        "column",
-        "kernel",
-        "distribution",
-        "arch",
-        "passed",
-        "failed",
-        "skipped",
-        "invalid",
-        "suite time",
-        "boot time",
-        "round trip",
-        "file",
-    ]));
+    out.push_str(&row(super::model::FIGURE_COLUMNS));
     out.push_str(&row(["---"; 12]));
     for f in &c.columns {
         let s = &f.summary;

@@ -268,6 +268,22 @@ pub(crate) fn maybe_duration(ms: Option<u64>) -> String {
     ms.map_or_else(|| "–".to_string(), duration)
 }
 
+/// The headings of the figures table, in order, shared by every format.
+pub(crate) const FIGURE_COLUMNS: [&str; 12] = [
+    "column",
+    "kernel",
+    "distribution",
+    "arch",
+    "passed",
+    "failed",
+    "skipped",
+    "invalid",
+    "suite time",
+    "boot time",
+    "round trip",
+    "file",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

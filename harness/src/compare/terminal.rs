@@ -52,22 +52,7 @@ pub(crate) fn render(comparison: &Comparison, colour: bool) -> String {
         }
     ));
     out.push_str(&format!("\n{}\n", paint.with(BOLD, "Figures")));
-    let mut rows = vec![[
-        "column",
-        "kernel",
-        "distribution",
-        "arch",
-        "passed",
-        "failed",
-        "skipped",
-        "invalid",
-        "suite time",
-        "boot time",
-        "round trip",
-        "file",
-    ]
-    .map(String::from)
-    .to_vec()];
+    let mut rows = vec![super::model::FIGURE_COLUMNS.map(String::from).to_vec()];
     for f in &c.columns {
         let s = &f.summary;
         let vm = f.vm.clone().unwrap_or_default();

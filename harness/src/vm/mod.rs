@@ -25,7 +25,6 @@ mod modules;
 mod qemu;
 mod rootfs;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -116,19 +115,7 @@ fn plan(args: VmArgs) -> Result<host::Plan, String> {
     if files.is_empty() {
         return Err("no scenarios to run (check the paths and --filter)".to_string());
     }
-    let mut extra_tools = BTreeSet::new();
-    for file in &files {
-        if let Ok(loaded) = crate::scenario::load_file(&file.path) {
-            extra_tools.extend(
-                loaded
-                    .scenario
-                    .requires
-                    .commands
-                    .iter()
-                    .map(|c| c.get_ref().clone()),
-            );
-        }
-    }
+    let extra_tools = crate::runner::required_commands(&files);
     let mut run_args = Vec::new();
     if let Some(jobs) = args.jobs {
         run_args.extend(["--jobs".to_string(), jobs.to_string()]);
