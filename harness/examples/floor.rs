@@ -38,7 +38,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
-        let maps = [("setgroups", "deny".to_string()), ("uid_map", format!("0 {uid} 1")), ("gid_map", format!("0 {gid} 1"))];
+        let maps = [
+            ("setgroups", "deny".to_string()),
+            ("uid_map", format!("0 {uid} 1")),
+            ("gid_map", format!("0 {gid} 1")),
+        ];
         for (file, text) in maps {
             if let Err(err) = std::fs::write(format!("/proc/self/{file}"), text) {
                 eprintln!("floor: {file}: {err}");
@@ -51,7 +55,13 @@ fn main() -> ExitCode {
     command.args(args);
     if flags.contains(CloneFlags::CLONE_NEWNS) {
         // As unshare(1) does by default.
-        let _ = nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, None::<&str>);
+        let _ = nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        );
     }
     match command.status() {
         Ok(status) if status.success() => ExitCode::SUCCESS,
