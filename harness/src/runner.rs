@@ -102,15 +102,46 @@ impl Runner {
     /// supervisor read the results from `file` instead of probing again. An existing file
     /// is reused as it is when `reuse` is true (callers key its name to the boot and binary).
     pub fn with_feature_cache(
+        self,
+        file: impl Into<PathBuf>,
+        reuse: bool,
+    ) -> Result<Runner, String> {
+        self.with_feature_cache_of(file, reuse, None)
+    }
+
+    /// Like [`Runner::with_feature_cache`], probing only the features `files` require (the
+    /// supervisors still probe anything else they need themselves).
+    pub fn with_feature_cache_for(
+        self,
+        file: impl Into<PathBuf>,
+        files: &[ScenarioFile],
+    ) -> Result<Runner, String> {
+        let mut needed: Vec<String> = files
+            .iter()
+            .filter_map(|f| load_file(&f.path).ok())
+            .flat_map(|loaded| crate::requires::implied_features(&loaded.scenario))
+            .map(|feature| feature.to_string())
+            .collect();
+        needed.sort();
+        needed.dedup();
+        if needed.is_empty() {
+            return Ok(self);
+        }
+        self.with_feature_cache_of(file, false, Some(&needed))
+    }
+
+    fn with_feature_cache_of(
         mut self,
         file: impl Into<PathBuf>,
         reuse: bool,
+        only: Option<&[String]>,
     ) -> Result<Runner, String> {
         let file = file.into();
         if !(reuse && file.exists()) {
             let output = Command::new(&self.exe)
                 .args(["features", "--save"])
                 .arg(&file)
+                .args(only.unwrap_or_default())
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;

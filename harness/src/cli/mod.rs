@@ -45,6 +45,8 @@ enum Commands {
         /// processes of a run then read them instead of probing again).
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
+        /// Probe only these features (names as in `requires.features`). Default: all.
+        only: Vec<String>,
     },
     /// Download stock Debian kernels into the cache and list them (for `vm` and `matrix`).
     #[command(subcommand)]
@@ -89,7 +91,7 @@ pub fn main() -> ExitCode {
         Commands::Vm(args) => crate::vm::main(args),
         Commands::Report(args) => crate::compare::main(args),
         Commands::Matrix(args) => crate::matrix::main(args),
-        Commands::Features { json, save } => features(json, save),
+        Commands::Features { json, save, only } => features(json, save, only),
         Commands::Supervise { name, path } => {
             // Whatever mask the invoker had, scenarios start from the same state.
             let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
@@ -196,9 +198,37 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     }
 }
 
-fn features(json: bool, save: Option<PathBuf>) -> ExitCode {
+fn features(json: bool, save: Option<PathBuf>, only: Vec<String>) -> ExitCode {
+    let only: Option<Vec<crate::requires::Feature>> = if only.is_empty() {
+        None
+    } else {
+        match only
+            .iter()
+            .map(|name| crate::requires::parse_feature(name))
+            .collect()
+        {
+            Ok(features) => Some(features),
+            Err(message) => {
+                eprintln!("nsconform: {message}");
+                return ExitCode::from(BAD_INPUT);
+            }
+        }
+    };
+    if let (Some(path), Some(features)) = (&save, &only) {
+        // A partial cache for a run: probe just these, save them, print nothing more.
+        return match crate::probe::write_cache(path, Some(features)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!(
+                    "nsconform: cannot save the results to {}: {err}",
+                    path.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(path) = &save {
-        if let Err(err) = crate::probe::write_cache(path) {
+        if let Err(err) = crate::probe::write_cache(path, None) {
             eprintln!(
                 "nsconform: cannot save the results to {}: {err}",
                 path.display()

@@ -58,7 +58,12 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     };
     let cache =
         std::env::temp_dir().join(format!("nsconform-features-{}.json", std::process::id()));
-    let runner = match Runner::new(exe).with_feature_cache(&cache, false) {
+    // A results file records every feature; otherwise probe only what these scenarios need.
+    let prepared = match args.results {
+        Some(_) => Runner::new(exe).with_feature_cache(&cache, false),
+        None => Runner::new(exe).with_feature_cache_for(&cache, &files),
+    };
+    let runner = match prepared {
         Ok(runner) => runner,
         Err(message) => {
             eprintln!("nsconform: {message}");

@@ -137,9 +137,18 @@ impl Cache {
 /// `nsconform features --json`). The file is written under a temporary name and renamed, so
 /// a reader never sees half of it. Safe to call from a multithreaded process: the probes
 /// run in child processes.
-pub(crate) fn write_cache(path: &Path) -> std::io::Result<()> {
+pub(crate) fn write_cache(path: &Path, only: Option<&[Feature]>) -> std::io::Result<()> {
     let mut cache = Cache::default();
-    cache.probe_all();
+    match only {
+        Some(features) => {
+            for feature in features {
+                let _ = cache.probe(*feature);
+            }
+        }
+        None => {
+            cache.probe_all();
+        }
+    }
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
     std::fs::write(&temporary, cache.to_json())?;
