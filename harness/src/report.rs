@@ -81,6 +81,26 @@ pub struct StepRecord {
     pub observation: Option<serde_json::Value>,
 }
 
+impl StepRecord {
+    /// The record of a step that has begun and has no result yet.
+    pub(crate) fn begun(number: usize, line: usize, actor: String, action: String) -> StepRecord {
+        StepRecord {
+            number,
+            line,
+            actor,
+            action,
+            note: None,
+            exit: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            duration_us: 0,
+            mismatches: Vec::new(),
+            observation: None,
+        }
+    }
+}
+
 /// A message from the orchestrator to the supervisor (one JSON object per line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Event {

@@ -370,20 +370,7 @@ fn watch(
                 action,
             }) => {
                 running = Some(number);
-                steps.push(StepRecord {
-                    number,
-                    line,
-                    actor,
-                    action,
-                    note: None,
-                    exit: None,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    error: None,
-                    duration_us: 0,
-                    mismatches: Vec::new(),
-                    observation: None,
-                });
+                steps.push(StepRecord::begun(number, line, actor, action));
             }
             Ok(Event::StepFinished(record)) => {
                 running = None;

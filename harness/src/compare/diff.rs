@@ -145,16 +145,8 @@ fn settings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::testdata;
+    use crate::compare::testdata::{self, names};
     use crate::report::Outcome;
-
-    fn names(comparison: &Comparison) -> Vec<&str> {
-        comparison
-            .different
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect()
-    }
 
     #[test]
     fn names_exactly_the_scenarios_that_differ() {

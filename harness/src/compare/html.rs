@@ -6,8 +6,7 @@
 //! Everything that comes from a results file is escaped with [`escape`].
 
 use super::model::{
-    maybe_duration, outcome_detail, outcome_key, outcome_words, Comparison, ScenarioDifference,
-    Setting,
+    outcome_detail, outcome_key, outcome_words, Comparison, ScenarioDifference, Setting,
 };
 
 const STYLE: &str = "
@@ -57,25 +56,14 @@ pub(crate) fn render(comparison: &Comparison) -> String {
     out.push_str("<h2>Figures</h2>\n<table>\n");
     out.push_str(&row("th", super::model::FIGURE_COLUMNS.map(escape)));
     for f in &c.columns {
-        let s = &f.summary;
-        let vm = f.vm.clone().unwrap_or_default();
-        out.push_str(&row(
-            "td",
-            [
-                escape(&f.label),
-                escape(&f.kernel_release),
-                escape(&f.distribution),
-                escape(&f.architecture),
-                s.passed.to_string(),
-                s.failed.to_string(),
-                s.skipped.to_string(),
-                s.invalid.to_string(),
-                escape(&maybe_duration(Some(s.duration_ms))),
-                escape(&maybe_duration(vm.boot_ms)),
-                escape(&maybe_duration(vm.round_trip_ms)),
-                format!("<code>{}</code>", escape(&f.file)),
-            ],
-        ));
+        let cells = super::model::figure_cells(f);
+        let (text, file) = cells.split_at(11);
+        let file = &file[0];
+        let cells = text
+            .iter()
+            .map(|t| escape(t))
+            .chain([format!("<code>{}</code>", escape(file))]);
+        out.push_str(&row("td", cells));
     }
     out.push_str("</table>\n");
     if c.different.is_empty() {

@@ -8,9 +8,7 @@
 //! backticks inside them.
 
 use super::html::escape as escape_html;
-use super::model::{
-    maybe_duration, outcome_detail, outcome_words, Comparison, ScenarioDifference, Setting,
-};
+use super::model::{outcome_detail, outcome_words, Comparison, ScenarioDifference, Setting};
 
 /// Render `comparison` as Markdown.
 pub(crate) fn render(comparison: &Comparison) -> String {
@@ -35,22 +33,10 @@ pub(crate) fn render(comparison: &Comparison) -> String {
     out.push_str(&row(super::model::FIGURE_COLUMNS));
     out.push_str(&row(["---"; 12]));
     for f in &c.columns {
-        let s = &f.summary;
-        let vm = f.vm.clone().unwrap_or_default();
-        out.push_str(&row([
-            cell(&f.label),
-            cell(&f.kernel_release),
-            cell(&f.distribution),
-            cell(&f.architecture),
-            s.passed.to_string(),
-            s.failed.to_string(),
-            s.skipped.to_string(),
-            s.invalid.to_string(),
-            maybe_duration(Some(s.duration_ms)),
-            maybe_duration(vm.boot_ms),
-            maybe_duration(vm.round_trip_ms),
-            code(&f.file),
-        ]));
+        let cells = super::model::figure_cells(f);
+        let (text, file) = cells.split_at(11);
+        let file = &file[0];
+        out.push_str(&row(text.iter().map(|t| cell(t)).chain([code(file)])));
     }
     if c.different.is_empty() {
         out.push_str("\n**No scenario differs.**\n");

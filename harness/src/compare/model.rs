@@ -268,6 +268,27 @@ pub(crate) fn maybe_duration(ms: Option<u64>) -> String {
     ms.map_or_else(|| "–".to_string(), duration)
 }
 
+/// The values of one column's row of the figures table, as plain text, in the order of
+/// [`FIGURE_COLUMNS`]; each format escapes or decorates them.
+pub(crate) fn figure_cells(f: &Figures) -> [String; 12] {
+    let s = &f.summary;
+    let vm = f.vm.clone().unwrap_or_default();
+    [
+        f.label.clone(),
+        f.kernel_release.clone(),
+        f.distribution.clone(),
+        f.architecture.clone(),
+        s.passed.to_string(),
+        s.failed.to_string(),
+        s.skipped.to_string(),
+        s.invalid.to_string(),
+        maybe_duration(Some(s.duration_ms)),
+        maybe_duration(vm.boot_ms),
+        maybe_duration(vm.round_trip_ms),
+        f.file.clone(),
+    ]
+}
+
 /// The headings of the figures table, in order, shared by every format.
 pub(crate) const FIGURE_COLUMNS: [&str; 12] = [
     "column",

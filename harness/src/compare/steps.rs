@@ -146,16 +146,7 @@ pub(crate) fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::model::Comparison;
-    use crate::compare::testdata;
-
-    fn names(comparison: &Comparison) -> Vec<&str> {
-        comparison
-            .different
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect()
-    }
+    use crate::compare::testdata::{self, names};
 
     #[test]
     fn groups_columns_with_the_same_observation() {

@@ -3,9 +3,7 @@
 //! the tools and features that differ. ANSI colours only when asked (the caller asks when
 //! standard output is a terminal and `NO_COLOR` is not set).
 
-use super::model::{
-    maybe_duration, outcome_detail, outcome_words, Comparison, ScenarioDifference, Setting,
-};
+use super::model::{outcome_detail, outcome_words, Comparison, ScenarioDifference, Setting};
 use crate::report::Outcome;
 
 const RESET: &str = "\x1b[0m";
@@ -54,22 +52,7 @@ pub(crate) fn render(comparison: &Comparison, colour: bool) -> String {
     out.push_str(&format!("\n{}\n", paint.with(BOLD, "Figures")));
     let mut rows = vec![super::model::FIGURE_COLUMNS.map(String::from).to_vec()];
     for f in &c.columns {
-        let s = &f.summary;
-        let vm = f.vm.clone().unwrap_or_default();
-        rows.push(vec![
-            f.label.clone(),
-            f.kernel_release.clone(),
-            f.distribution.clone(),
-            f.architecture.clone(),
-            s.passed.to_string(),
-            s.failed.to_string(),
-            s.skipped.to_string(),
-            s.invalid.to_string(),
-            maybe_duration(Some(s.duration_ms)),
-            maybe_duration(vm.boot_ms),
-            maybe_duration(vm.round_trip_ms),
-            f.file.clone(),
-        ]);
+        rows.push(super::model::figure_cells(f).to_vec());
     }
     out.push_str(&table(&rows, |_, _, text| text.to_string()));
     if c.different.is_empty() {
@@ -134,12 +117,7 @@ fn style(outcome: Option<&Outcome>) -> &'static str {
 
 fn details(c: &Comparison, scenario: &ScenarioDifference, paint: Paint) -> String {
     let mut out = format!("{}\n", paint.with(BOLD, &scenario.name));
-    let width = c
-        .columns
-        .iter()
-        .map(|f| f.label.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = label_width(c);
     if scenario.outcome_differs {
         out.push_str("  outcome differs:\n");
         for (f, outcome) in c.columns.iter().zip(&scenario.outcomes) {
@@ -193,12 +171,7 @@ fn diff_line(line: &str, paint: Paint) -> String {
 }
 
 fn settings_text(c: &Comparison, settings: &[Setting]) -> String {
-    let width = c
-        .columns
-        .iter()
-        .map(|f| f.label.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = label_width(c);
     let mut out = String::new();
     for setting in settings {
         out.push_str(&format!("  {}\n", setting.name));
@@ -241,6 +214,15 @@ fn table(rows: &[Vec<String>], paint: impl Fn(usize, usize, &str) -> String) -> 
         out.push_str(&format!("  {}\n", cells.join("  ")));
     }
     out
+}
+
+/// The width of the widest column label.
+fn label_width(c: &Comparison) -> usize {
+    c.columns
+        .iter()
+        .map(|f| f.label.chars().count())
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

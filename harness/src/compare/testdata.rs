@@ -39,3 +39,12 @@ pub(crate) fn columns() -> Vec<Column> {
 pub(crate) fn comparison(options: Options) -> Comparison {
     super::diff::compare(&columns(), options)
 }
+
+/// The names of the scenarios a comparison found different, in order.
+pub(crate) fn names(comparison: &Comparison) -> Vec<&str> {
+    comparison
+        .different
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect()
+}

@@ -165,20 +165,8 @@ impl<'a> Orchestrator<'a> {
             (!wanted.matches(&version))
                 .then(|| format!("skipped: kernel {release} is not {}", range.get_ref()))
         });
-        let mut record = StepRecord {
-            number,
-            line,
-            actor: actor_label,
-            action,
-            note: step.note.clone(),
-            exit: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            error: None,
-            duration_us: 0,
-            mismatches: Vec::new(),
-            observation: None,
-        };
+        let mut record = StepRecord::begun(number, line, actor_label, action);
+        record.note = step.note.clone();
         if let Some(skipped) = gated_out {
             record.action = format!("{} ({skipped})", record.action);
         } else if let Some(name) = &step.start {
