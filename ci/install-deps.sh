@@ -11,6 +11,12 @@ packages=(
   hostname      # hostname, domainname
   coreutils
   qemu-system-x86  # nsconform vm: boots other kernels (TCG when KVM is unusable)
+  bubblewrap    # bwrap: tool scenarios (scenarios/tools/bubblewrap)
+  crun          # OCI runtime: tool scenarios (scenarios/tools/crun)
+  runc          # OCI runtime: tool scenarios (scenarios/tools/runc)
+  busybox-static  # the userland of the busybox rootfs (nsconform rootfs build busybox)
+  debootstrap   # nsconform rootfs build debian-bookworm|debian-trixie
+  systemd-container  # systemd-nspawn: tool scenarios, skipped where it cannot run
 )
 
 missing=()

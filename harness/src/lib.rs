@@ -20,17 +20,20 @@ mod matcher;
 mod matrix;
 mod observe;
 mod orchestrator;
+mod payload;
 mod pids_limit;
 mod probe;
 pub mod report;
 mod requires;
 pub mod results;
+mod rootfs;
 pub mod runner;
 mod scenario;
 mod standin;
 mod supervisor;
 mod sys;
 mod template;
+mod userland;
 mod vm;
 
 /// Parse and validate scenario text exactly as `nsconform check` does, without running

@@ -130,8 +130,21 @@ pub(crate) enum Event {
         /// The diagnostic.
         message: String,
     },
+    /// The tool under test (`tool = "..."`), as the scenario's commands find it.
+    Tool(ToolUnderTest),
     /// Every step ran.
     Finished,
+}
+
+/// The program a tool scenario checks, and its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolUnderTest {
+    /// The command, as in the scenario's `tool`.
+    pub name: String,
+    /// The first line of its version output (`--version`; `ip -V`), as found on the
+    /// commands' `PATH` inside the scenario's host (so a userland run reports the
+    /// userland's tool), or why there is none.
+    pub version: String,
 }
 
 /// Everything known about one scenario run.
@@ -153,6 +166,10 @@ pub struct ScenarioReport {
     /// Whether the scenario asks for its observations to be snapshotted.
     #[serde(default)]
     pub snapshot: bool,
+    /// The tool under test, for a tool scenario (`tool = "..."`) that got as far as
+    /// starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolUnderTest>,
 }
 
 impl ScenarioReport {

@@ -251,10 +251,26 @@ pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<()
             }
         }
     }
+    for name in &requires.rootfs {
+        if let Err(err) = crate::rootfs::ensure(name.get_ref()) {
+            return Err(format!("requires root filesystem: {err}"));
+        }
+    }
+    let userland = std::env::var(crate::supervisor::USERLAND_ENV)
+        .ok()
+        .filter(|u| !u.is_empty());
     for command in &requires.commands {
-        if find_on_path(command.get_ref()).is_none() {
+        let found = match &userland {
+            None => find_on_path(command.get_ref()).is_some(),
+            Some(spec) => crate::rootfs::resolve(spec)
+                .is_ok_and(|root| find_under(&root, command.get_ref()).is_some()),
+        };
+        if !found {
+            let place = userland
+                .as_ref()
+                .map_or(String::new(), |u| format!(" of userland `{u}`"));
             return Err(format!(
-                "requires command `{}`, not found on PATH",
+                "requires command `{}`, not found on the PATH{place}",
                 command.get_ref()
             ));
         }
@@ -267,14 +283,115 @@ pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<()
     Ok(())
 }
 
-/// The fixed `PATH` every command runs with.
+/// The fixed `PATH` every command runs with, after the tool directories (see
+/// [`command_path`]).
 pub(crate) const COMMAND_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Find `program` in [`COMMAND_PATH`].
-pub(crate) fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+/// The environment variable naming directories of tools to put first on the commands'
+/// `PATH`, colon-separated (`nsconform run --tool-path DIR` sets it for its supervisors;
+/// `cargo test`'s trials inherit it).
+pub(crate) const TOOL_PATH_ENV: &str = "NSCONFORM_TOOL_PATH";
+
+/// Directories the stand-in host replaces with fresh filesystems: a tool directory under one
+/// of them would be invisible (or empty) to the scenario's commands.
+const HIDDEN_IN_STANDIN: [&str; 6] = ["/tmp", "/run", "/dev/shm", "/dev/mqueue", "/proc", "/sys"];
+
+/// Check a tool directory and make it absolute (relative to `cwd`, symbolic links resolved):
+/// it must be a directory the stand-in host does not hide.
+pub(crate) fn tool_dir(dir: &Path, cwd: &Path) -> Result<std::path::PathBuf, String> {
+    let joined = cwd.join(dir);
+    let absolute = std::fs::canonicalize(&joined)
+        .map_err(|e| format!("tool path `{}`: {e}", dir.display()))?;
+    if !absolute.is_dir() {
+        return Err(format!("tool path `{}`: not a directory", dir.display()));
+    }
+    if let Some(hidden) = HIDDEN_IN_STANDIN
+        .iter()
+        .find(|hidden| absolute.starts_with(hidden))
+    {
+        return Err(format!(
+            "tool path `{}` ({}) is under {hidden}, which the stand-in host replaces with a \
+             fresh filesystem, so its commands would not see the tools: put them elsewhere \
+             (e.g. in the repository)",
+            dir.display(),
+            absolute.display()
+        ));
+    }
+    if absolute.to_str().is_none_or(|s| s.contains(':')) {
+        return Err(format!(
+            "tool path `{}`: a directory on PATH must be UTF-8 without `:`",
+            dir.display()
+        ));
+    }
+    Ok(absolute)
+}
+
+/// Parse the colon-separated tool directories of [`TOOL_PATH_ENV`] (empty parts ignored),
+/// each checked by [`tool_dir`].
+pub(crate) fn parse_tool_path(text: &str, cwd: &Path) -> Result<Vec<std::path::PathBuf>, String> {
+    text.split(':')
+        .filter(|part| !part.is_empty())
+        .map(|part| tool_dir(Path::new(part), cwd))
+        .collect()
+}
+
+/// The tool directories this process was given in [`TOOL_PATH_ENV`] (none when unset), or
+/// why they are unusable. Read once.
+pub(crate) fn tool_path() -> Result<&'static [std::path::PathBuf], &'static str> {
+    static TOOL_PATH: std::sync::OnceLock<Result<Vec<std::path::PathBuf>, String>> =
+        std::sync::OnceLock::new();
+    TOOL_PATH
+        .get_or_init(|| match std::env::var(TOOL_PATH_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Vec::new()),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(format!("{TOOL_PATH_ENV} is not valid UTF-8"))
+            }
+            Ok(text) => std::env::current_dir()
+                .map_err(|e| format!("{TOOL_PATH_ENV}: no current directory: {e}"))
+                .and_then(|cwd| parse_tool_path(&text, &cwd))
+                .map_err(|e| format!("{TOOL_PATH_ENV}: {e}")),
+        })
+        .as_ref()
+        .map(Vec::as_slice)
+        .map_err(String::as_str)
+}
+
+/// `PATH` for `dirs` followed by [`COMMAND_PATH`].
+fn path_with(dirs: &[std::path::PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.to_string_lossy().into_owned())
+        .chain([COMMAND_PATH.to_string()])
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The `PATH` every command runs with, and where `requires.commands` are looked up: the
+/// tool directories ([`tool_path`]) first, then [`COMMAND_PATH`]. Unusable tool directories
+/// are left out here; the supervisor refuses to run a scenario with them.
+pub(crate) fn command_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| path_with(tool_path().unwrap_or_default()))
+}
+
+/// Find `program` in [`COMMAND_PATH`] inside the root filesystem at `root` (symbolic links
+/// are followed from the machine's root, which suits the relative ones of a merged `/usr`).
+pub(crate) fn find_under(root: &Path, program: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     COMMAND_PATH
+        .split(':')
+        .map(|dir| root.join(dir.trim_start_matches('/')).join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Find `program` in [`command_path`].
+pub(crate) fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    command_path()
         .split(':')
         .map(|dir| Path::new(dir).join(program))
         .find(|candidate| {
@@ -351,6 +468,36 @@ mod tests {
         }
         // At least 15 features besides the link kinds.
         assert!(names.iter().filter(|n| !n.starts_with("link:")).count() >= 15);
+    }
+
+    #[test]
+    fn tool_dirs_are_absolute_and_come_first() {
+        let cwd = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dirs = parse_tool_path("src::../fixtures", cwd).unwrap();
+        assert_eq!(dirs.len(), 2);
+        assert!(dirs.iter().all(|d| d.is_absolute()), "{dirs:?}");
+        let path = path_with(&dirs);
+        assert!(
+            path.starts_with(&format!("{}:", dirs[0].display())),
+            "{path}"
+        );
+        assert!(path.ends_with(COMMAND_PATH), "{path}");
+        assert_eq!(path_with(&[]), COMMAND_PATH);
+    }
+
+    #[test]
+    fn tool_dirs_the_standin_hides_or_that_are_missing_are_refused() {
+        let cwd = Path::new("/");
+        let error = tool_dir(Path::new("/tmp"), cwd).unwrap_err();
+        assert!(error.contains("under /tmp"), "{error}");
+        assert!(tool_dir(Path::new("run"), cwd)
+            .unwrap_err()
+            .contains("/run"));
+        assert!(tool_dir(Path::new("/no/such/dir"), cwd).is_err());
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        assert!(tool_dir(&file, cwd)
+            .unwrap_err()
+            .contains("not a directory"));
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub struct Results {
     pub machine: Machine,
     /// Each tool the scenarios require, with the first line of its version output.
     pub tools: BTreeMap<String, String>,
+    /// The directories put first on the commands' `PATH` (`nsconform run --tool-path`,
+    /// `NSCONFORM_TOOL_PATH`), in order; absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_path: Vec<String>,
+    /// The root filesystem every scenario's host ran in (`nsconform run --userland`);
+    /// absent for the machine's own userland.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userland: Option<Userland>,
     /// Each probed feature: available, or why not.
     pub features: BTreeMap<String, FeatureResult>,
     /// Counts and total wall time.
@@ -56,6 +64,27 @@ pub struct VmRun {
     /// How many boots it took (2 when the first gave no result and was retried).
     #[serde(default)]
     pub attempts: Option<u32>,
+}
+
+/// The userland of a run (`nsconform run --userland`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Userland {
+    /// The name or path given.
+    pub name: String,
+    /// From the tree's `/etc/os-release` (empty fields when absent, e.g. busybox).
+    pub distribution: Distribution,
+}
+
+/// Describe the userland `name` whose tree is at `root`.
+pub(crate) fn userland(name: &str, root: &std::path::Path) -> Userland {
+    let os_release = std::fs::read_to_string(root.join("etc/os-release"))
+        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
+        .unwrap_or_default();
+    Userland {
+        name: name.to_string(),
+        distribution: distribution(&os_release),
+    }
 }
 
 /// The machine a run happened on.

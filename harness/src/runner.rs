@@ -87,6 +87,8 @@ fn name_of(path: &Path, root: Option<&Path>) -> String {
 pub struct Runner {
     exe: PathBuf,
     feature_cache: Option<PathBuf>,
+    tool_path: Vec<PathBuf>,
+    userland: Option<String>,
 }
 
 impl Runner {
@@ -95,7 +97,24 @@ impl Runner {
         Runner {
             exe: exe.into(),
             feature_cache: None,
+            tool_path: Vec::new(),
+            userland: None,
         }
+    }
+
+    /// Run every scenario's host inside root filesystem `userland` (a name or a path; see
+    /// `nsconform run --userland`). `None` leaves `NSCONFORM_USERLAND` as inherited.
+    pub fn with_userland(mut self, userland: Option<String>) -> Runner {
+        self.userland = userland;
+        self
+    }
+
+    /// Put the directories `dirs` (absolute) first on the `PATH` of every scenario command
+    /// and of `requires.commands` lookups, in this order: each supervisor gets them in
+    /// `NSCONFORM_TOOL_PATH`. Without this, supervisors inherit that variable as it is.
+    pub fn with_tool_path(mut self, dirs: Vec<PathBuf>) -> Runner {
+        self.tool_path = dirs;
+        self
     }
 
     /// Probe every feature once now (`nsconform features --save FILE`) and let every
@@ -160,6 +179,17 @@ impl Runner {
         let mut command = Command::new(&self.exe);
         if let Some(cache) = &self.feature_cache {
             command.env(crate::probe::CACHE_ENV, cache);
+        }
+        if !self.tool_path.is_empty() {
+            let dirs: Vec<String> = self
+                .tool_path
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            command.env(crate::requires::TOOL_PATH_ENV, dirs.join(":"));
+        }
+        if let Some(userland) = &self.userland {
+            command.env(crate::supervisor::USERLAND_ENV, userland);
         }
         command.stdin(Stdio::null());
         command
@@ -241,6 +271,7 @@ fn run_isolated(
         duration_ms: started.elapsed().as_millis() as u64,
         log: String::new(),
         snapshot: false,
+        tool: None,
     };
     let mut child = match runner
         .command()

@@ -52,7 +52,14 @@ pub(crate) const STANDIN_HOSTNAME: &str = "nsconform-host";
 const PID_MAX: &str = "/proc/sys/kernel/pid_max";
 
 /// Prepare the stand-in host. Must run in the new mount, pid and net namespaces.
-pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), StandInError> {
+///
+/// `offer` runs once `/run` is a fresh tmpfs and before `/tmp` is hidden; its value is
+/// returned.
+pub(crate) fn prepare<T>(
+    cgroup2: bool,
+    machine: &MachineFacts,
+    offer: impl FnOnce() -> Result<T, String>,
+) -> Result<T, StandInError> {
     let root = |flags: MsFlags| {
         mount(
             None::<&str>,
@@ -81,7 +88,6 @@ pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), Stand
     if cgroup2 {
         mount_fs("cgroup2", "/sys/fs/cgroup", None)?;
     }
-    mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
     mount_fs("tmpfs", "/run", Some("mode=755"))?;
     for (dir, mode) in [
         ("/run/netns", 0o755),
@@ -90,6 +96,12 @@ pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), Stand
     ] {
         create_dir(dir, mode)?;
     }
+    // Before `/tmp` is hidden: what the scenario is offered may come from a checkout there.
+    let offered = offer().map_err(|cause| StandInError {
+        what: "offer the probe, fixtures and root filesystems under /run/nsconform".into(),
+        source: std::io::Error::other(cause),
+    })?;
+    mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
     if std::path::Path::new("/dev/shm").is_dir() {
         mount_fs("tmpfs", "/dev/shm", Some("mode=1777"))?;
     }
@@ -107,7 +119,7 @@ pub(crate) fn prepare(cgroup2: bool, machine: &MachineFacts) -> Result<(), Stand
         what: "set lo up".into(),
         source,
     })?;
-    Ok(())
+    Ok(offered)
 }
 
 /// Kernels from 6.14 keep `pid_max` per PID namespace, and a new one starts at the default

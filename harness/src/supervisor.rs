@@ -18,7 +18,8 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::cgroup::ScenarioCgroup;
 use crate::orchestrator::{HarnessIds, Orchestrator};
-use crate::report::{Event, Outcome, ScenarioReport, StepRecord};
+use crate::payload::offers::{Offers, Sources};
+use crate::report::{Event, Outcome, ScenarioReport, StepRecord, ToolUnderTest};
 use crate::scenario::model::HostMode;
 use crate::scenario::{load_file, LoadError, LoadedScenario};
 use crate::{probe, requires, standin, sys};
@@ -87,6 +88,7 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
         duration_ms: 0,
         log: String::new(),
         snapshot: false,
+        tool: None,
     };
     report.outcome = match load_file(path) {
         Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {
@@ -99,12 +101,17 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
         Err(err) => Outcome::Invalid {
             message: err.to_string(),
         },
+        // The tool directories (`NSCONFORM_TOOL_PATH`) are read and checked before the
+        // orchestrator is forked, so it and every command see the same `PATH`.
+        Ok(_) if requires::tool_path().is_err() => Outcome::Invalid {
+            message: requires::tool_path().err().unwrap_or_default().to_string(),
+        },
         Ok(loaded) => {
             let mut probes = probe::Cache::from_env();
             report.snapshot = loaded.scenario.snapshot;
             match requires::check(&loaded.scenario, &mut probes) {
                 Err(reason) => Outcome::Skipped { reason },
-                Ok(()) => run(&loaded, &mut report.steps),
+                Ok(()) => run(&loaded, &mut report.steps, &mut report.tool),
             }
         }
     };
@@ -112,7 +119,15 @@ pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
     report
 }
 
-fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
+/// The environment variable naming the userland of a run (`nsconform run --userland`): a
+/// root filesystem name or path the stand-in host enters before the first step.
+pub(crate) const USERLAND_ENV: &str = "NSCONFORM_USERLAND";
+
+fn run(
+    loaded: &LoadedScenario,
+    steps: &mut Vec<StepRecord>,
+    tool: &mut Option<ToolUnderTest>,
+) -> Outcome {
     let mode = loaded.scenario.host;
     // Orphans of the scenario come back to us, whatever they do (double forks, setsid), so
     // `reap_descendants` can always kill them; in a stand-in, the PID namespace does that too.
@@ -142,6 +157,20 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
     let pids = crate::pids_limit::PidsLimit::apply(cgroup.as_ref().map(|c| c.dir()), max_processes);
     let limit = timeout_of(loaded);
     let machine = standin::MachineFacts::read();
+    let userland = std::env::var(USERLAND_ENV).ok().filter(|u| !u.is_empty());
+    if userland.is_some() && mode == HostMode::Real {
+        return Outcome::Skipped {
+            reason: "a `host = \"real\"` scenario sees the machine's own userland, so it does not run under --userland".into(),
+        };
+    }
+    let sources = match Sources::open(
+        loaded,
+        |name| crate::rootfs::resolve(name).map_err(|e| e.to_string()),
+        userland.as_deref(),
+    ) {
+        Ok(sources) => sources,
+        Err(message) => return Outcome::Invalid { message },
+    };
     let outcome = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Err(e) => Outcome::Failed {
             step: None,
@@ -168,6 +197,7 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
                         mode,
                         cgroup.is_some(),
                         &machine,
+                        &sources,
                     ))
                 }
                 Ok(ForkResult::Parent { child }) => {
@@ -178,7 +208,7 @@ fn run(loaded: &LoadedScenario, steps: &mut Vec<StepRecord>) -> Outcome {
                     if let Some(pids) = &pids {
                         pids.leave();
                     }
-                    watch(child, events_in, &interrupts, limit, steps)
+                    watch(child, events_in, &interrupts, limit, steps, tool)
                 }
             }
         }
@@ -211,21 +241,34 @@ fn orchestrate(
     mode: HostMode,
     cgroup2: bool,
     machine: &standin::MachineFacts,
+    sources: &Sources,
 ) -> i32 {
     let ids = HarnessIds {
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
     };
     let rootless = nix::unistd::geteuid().as_raw() != 0 || ids.uid != 0;
-    let prepared = match mode {
-        HostMode::StandIn if rootless => map_own_ids(ids)
-            .and_then(|()| standin::prepare(cgroup2, machine).map_err(|e| e.to_string())),
-        HostMode::StandIn => standin::prepare(cgroup2, machine).map_err(|e| e.to_string()),
+    let offer = || sources.offer_in_standin().map_err(|e| e.to_string());
+    let prepare = || {
+        let offers = standin::prepare(cgroup2, machine, offer).map_err(|e| e.to_string())?;
+        if let Some(root) = sources.userland_root() {
+            crate::userland::enter(&root, true).map_err(|e| e.to_string())?;
+        }
+        Ok(offers)
+    };
+    let offered = match mode {
+        HostMode::StandIn if rootless => map_own_ids(ids).and_then(|()| prepare()),
+        HostMode::StandIn => prepare(),
         HostMode::Real => nix::sys::prctl::set_child_subreaper(true)
+            .map(|()| sources.offer_on_real_host())
             .map_err(|e| format!("cannot become a child subreaper: {e}")),
     };
+    let (prepared, offers) = match offered {
+        Ok(offers) => (Ok(()), offers),
+        Err(reason) => (Err(reason), Offers::default()),
+    };
     // Made after the stand-in, so `{{hostname}}` is the stand-in's.
-    let orchestrator = Orchestrator::new(loaded, File::from(events), ids);
+    let orchestrator = Orchestrator::new(loaded, File::from(events), ids, offers);
     match prepared {
         Ok(()) => orchestrator.run(),
         Err(reason) => orchestrator.abort(reason),
@@ -316,6 +359,7 @@ fn watch(
     interrupts: &Interrupts,
     limit: Duration,
     steps: &mut Vec<StepRecord>,
+    tool: &mut Option<ToolUnderTest>,
 ) -> Outcome {
     let deadline = Instant::now() + limit;
     let mut buffer = Vec::new();
@@ -392,6 +436,7 @@ fn watch(
                 outcome = Some(Outcome::Failed { step, reason });
             }
             Ok(Event::Invalid { message }) => outcome = Some(Outcome::Invalid { message }),
+            Ok(Event::Tool(found)) => *tool = Some(found),
             Ok(Event::Finished) => outcome = outcome.or(Some(Outcome::Passed)),
             Err(err) => {
                 outcome = Some(Outcome::Failed {

@@ -1,4 +1,5 @@
-//! Placeholders: `{{hostname}}`, `{{uid}}`, `{{gid}}`, `{{pid.ACTOR}}` and `{{var.NAME}}`.
+//! Placeholders: `{{hostname}}`, `{{uid}}`, `{{gid}}`, `{{pid.ACTOR}}`, `{{var.NAME}}`,
+//! `{{probe}}`, `{{fixtures}}` and `{{rootfs.NAME}}`.
 //!
 //! Scenario text (commands, written content, expected output) may name values known only at
 //! run time. A template is parsed once at load time, so an unknown placeholder is reported
@@ -19,6 +20,12 @@ pub(crate) enum Placeholder {
     Pid(String),
     /// Standard output captured by an earlier step.
     Var(String),
+    /// The command that runs the probe (`nsconform probe`).
+    Probe,
+    /// The repository's `fixtures/` directory, as the scenario's commands see it.
+    Fixtures,
+    /// A root filesystem named in `requires.rootfs`, as the scenario's commands see it.
+    Rootfs(String),
 }
 
 impl fmt::Display for Placeholder {
@@ -29,6 +36,9 @@ impl fmt::Display for Placeholder {
             Placeholder::Gid => f.write_str("{{gid}}"),
             Placeholder::Pid(actor) => write!(f, "{{{{pid.{actor}}}}}"),
             Placeholder::Var(name) => write!(f, "{{{{var.{name}}}}}"),
+            Placeholder::Probe => f.write_str("{{probe}}"),
+            Placeholder::Fixtures => f.write_str("{{fixtures}}"),
+            Placeholder::Rootfs(name) => write!(f, "{{{{rootfs.{name}}}}}"),
         }
     }
 }
@@ -84,7 +94,7 @@ fn placeholder(name: &str, offset: usize) -> Result<Placeholder, TemplateError> 
         TemplateError {
         offset,
         message: format!(
-            "unknown placeholder `{{{{{name}}}}}`: expected hostname, uid, gid, pid.ACTOR or var.NAME"
+            "unknown placeholder `{{{{{name}}}}}`: expected hostname, uid, gid, pid.ACTOR, var.NAME, probe, fixtures or rootfs.NAME"
         ),
     }
     };
@@ -92,6 +102,8 @@ fn placeholder(name: &str, offset: usize) -> Result<Placeholder, TemplateError> 
         "hostname" => Ok(Placeholder::Hostname),
         "uid" => Ok(Placeholder::Uid),
         "gid" => Ok(Placeholder::Gid),
+        "probe" => Ok(Placeholder::Probe),
+        "fixtures" => Ok(Placeholder::Fixtures),
         _ => {
             let (kind, arg) = name.split_once('.').ok_or_else(unknown)?;
             if arg.is_empty() {
@@ -100,6 +112,7 @@ fn placeholder(name: &str, offset: usize) -> Result<Placeholder, TemplateError> 
             match kind {
                 "pid" => Ok(Placeholder::Pid(arg.to_string())),
                 "var" => Ok(Placeholder::Var(arg.to_string())),
+                "rootfs" => Ok(Placeholder::Rootfs(arg.to_string())),
                 _ => Err(unknown()),
             }
         }

@@ -32,7 +32,8 @@ struct Variant {
 
 /// Run every variant (in parallel) and collect the ones that did not fail as required.
 fn run_variants(variants: Vec<Variant>) -> Vec<String> {
-    let dir = tempfile::tempdir().expect("tempdir");
+    // Inside the workspace, so a variant finds the repository's `fixtures/` ({{fixtures}}).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let runner = runner();
     let next = AtomicUsize::new(0);
     let problems = Mutex::new(Vec::new());
@@ -242,7 +243,8 @@ fn ablations(file: &ScenarioFile) -> Vec<Variant> {
             // Settings that only make sense with the removed namespace go with it.
             let dependent: &[&str] = match kind.as_str() {
                 "user" => &["map"],
-                "pid" | "mount" => &["mount_proc", "propagation"],
+                "pid" => &["mount_proc", "propagation"],
+                "mount" => &["mount_proc", "propagation", "rootfs"],
                 "time" => &["time_offsets"],
                 _ => &[],
             };

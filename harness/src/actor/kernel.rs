@@ -223,6 +223,10 @@ impl SetupSyscalls for Kernel {
         mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
     }
 
+    fn enter_rootfs(&mut self, path: &str) -> Result<(), Errno> {
+        crate::userland::enter(std::path::Path::new(path), false).map_err(|err| err.errno())
+    }
+
     fn chdir(&mut self, path: &str) -> Result<(), Errno> {
         nix::unistd::chdir(path)
     }

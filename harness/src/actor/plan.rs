@@ -68,6 +68,8 @@ pub(crate) enum SetupOp {
     ForkChild,
     /// Mount a fresh `proc` on `/proc`.
     MountProc,
+    /// Make this directory the root, with `pivot_root` (see [`crate::userland`]).
+    EnterRootfs(String),
     /// Change directory.
     Chdir(String),
 }
@@ -168,6 +170,13 @@ pub(crate) fn plan(name: &str, actor: &Actor, context: PlanContext) -> ActorPlan
     }
     if actor.mount_proc {
         ops.push(SetupOp::MountProc);
+    }
+    if let Some(rootfs) = &actor.rootfs {
+        ops.push(SetupOp::EnterRootfs(format!(
+            "{}/rootfs/{}",
+            crate::payload::kit::RUN_DIR,
+            rootfs.get_ref()
+        )));
     }
     ops.push(SetupOp::Chdir(
         actor.cwd.clone().unwrap_or_else(|| DEFAULT_CWD.to_string()),

@@ -44,6 +44,8 @@ pub(crate) trait SetupSyscalls {
     fn fork_child(&mut self) -> Result<(), Errno>;
     /// See [`SetupOp::MountProc`].
     fn mount_proc(&mut self) -> Result<(), Errno>;
+    /// See [`SetupOp::EnterRootfs`].
+    fn enter_rootfs(&mut self, path: &str) -> Result<(), Errno>;
     /// See [`SetupOp::Chdir`].
     fn chdir(&mut self, path: &str) -> Result<(), Errno>;
 }
@@ -71,6 +73,7 @@ pub(crate) fn describe(op: &SetupOp) -> String {
         SetupOp::SetPropagation(p) => format!("set propagation of / to {p:?}").to_lowercase(),
         SetupOp::ForkChild => "fork into the new PID or time namespace".to_string(),
         SetupOp::MountProc => "mount a fresh /proc".to_string(),
+        SetupOp::EnterRootfs(path) => format!("pivot_root into {path}"),
         SetupOp::Chdir(path) => format!("chdir to {path}"),
     }
 }
@@ -90,6 +93,7 @@ pub(crate) fn execute(ops: &[SetupOp], sys: &mut impl SetupSyscalls) -> Result<(
             SetupOp::SetPropagation(propagation) => sys.set_propagation(*propagation),
             SetupOp::ForkChild => sys.fork_child(),
             SetupOp::MountProc => sys.mount_proc(),
+            SetupOp::EnterRootfs(path) => sys.enter_rootfs(path),
             SetupOp::Chdir(path) => sys.chdir(path),
         };
         result.map_err(|errno| SetupError {
@@ -157,6 +161,10 @@ mod tests {
         fn mount_proc(&mut self) -> Result<(), Errno> {
             self.call("mount_proc")
         }
+        fn enter_rootfs(&mut self, _: &str) -> Result<(), Errno> {
+            self.call("enter_rootfs")
+        }
+
         fn chdir(&mut self, _: &str) -> Result<(), Errno> {
             self.call("chdir")
         }

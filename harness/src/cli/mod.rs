@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod rootfs;
 mod run;
 
 use crate::runner::{discover, ScenarioFile};
@@ -51,6 +52,9 @@ enum Commands {
     /// Download stock Debian kernels into the cache and list them (for `vm` and `matrix`).
     #[command(subcommand)]
     Kernels(crate::kernels::KernelsArgs),
+    /// Build root filesystems (busybox, Debian) into the cache, list them, print their path.
+    #[command(subcommand)]
+    Rootfs(rootfs::RootfsArgs),
     /// Boot a kernel under QEMU and run the suite inside it; bring its results file back.
     Vm(crate::vm::VmArgs),
     /// Compare results files (kernels, distributions, tools) and show what differs.
@@ -73,9 +77,13 @@ enum Commands {
         /// Scenario files.
         paths: Vec<PathBuf>,
     },
+    /// Print what this process sees (identity, maps, namespace ids, links, mounts,
+    /// capabilities, cgroup, ...) as one line of JSON: the payload a container tool runs
+    /// inside what it creates. In a scenario, `{{probe}}` runs it (see docs/probe.md).
+    Probe,
     /// Internal: try one feature in this throw-away process.
     #[command(name = "__probe", hide = true)]
-    Probe {
+    ProbeFeature {
         /// The feature name.
         feature: String,
     },
@@ -88,6 +96,7 @@ pub fn main() -> ExitCode {
         Commands::Run(args) => run::run(args),
         Commands::Check { paths } => check(paths),
         Commands::Kernels(args) => crate::kernels::main(args),
+        Commands::Rootfs(args) => rootfs::main(args),
         Commands::Vm(args) => crate::vm::main(args),
         Commands::Report(args) => crate::compare::main(args),
         Commands::Matrix(args) => crate::matrix::main(args),
@@ -120,7 +129,8 @@ pub fn main() -> ExitCode {
             emit(&(serde_json::to_string(&unmet).unwrap_or_default() + "\n"));
             ExitCode::SUCCESS
         }
-        Commands::Probe { feature } => match crate::requires::parse_feature(&feature) {
+        Commands::Probe => crate::payload::main(),
+        Commands::ProbeFeature { feature } => match crate::requires::parse_feature(&feature) {
             Err(message) => {
                 eprintln!("{message}");
                 ExitCode::from(BAD_INPUT)

@@ -35,6 +35,31 @@ pub(super) struct RunArgs {
     /// fails the scenario that was running (use with `-j 1` for an exact culprit).
     #[arg(long)]
     paranoid: bool,
+    /// Put the tools in DIR first on the `PATH` of every command and `requires.commands`
+    /// lookup, e.g. another build of `unshare` (repeatable, in order; before the directories
+    /// of `NSCONFORM_TOOL_PATH`). DIR must not be under /tmp or /run, which the stand-in host
+    /// replaces.
+    #[arg(long = "tool-path", value_name = "DIR", value_parser = tool_dir)]
+    tool_path: Vec<PathBuf>,
+    /// Run every scenario's host inside this root filesystem (a name from `nsconform
+    /// rootfs list`, e.g. `debian-trixie`, or a directory), so its commands are that
+    /// distribution's tools on this kernel (see docs/probe.md). Default: the machine's own
+    /// userland (or `NSCONFORM_USERLAND`).
+    #[arg(long, value_name = "NAME")]
+    userland: Option<String>,
+}
+
+/// `--tool-path DIR`: checked and made absolute while the arguments are parsed.
+fn tool_dir(text: &str) -> Result<PathBuf, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("no current directory: {e}"))?;
+    crate::requires::tool_dir(std::path::Path::new(text), &cwd)
+}
+
+/// The tool directories of a run: `--tool-path` ones, then those of `NSCONFORM_TOOL_PATH`.
+fn tool_path(flags: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut dirs = flags.to_vec();
+    dirs.extend(crate::requires::tool_path()?.iter().cloned());
+    Ok(dirs)
 }
 
 /// Run the scenarios `args` selects; exit 0 when all passed or were skipped, 1 on a failure
@@ -49,6 +74,13 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     if let Some(filter) = &args.filter {
         files.retain(|f| f.name.contains(filter.as_str()));
     }
+    let tool_dirs = match tool_path(&args.tool_path) {
+        Ok(dirs) => dirs,
+        Err(message) => {
+            eprintln!("nsconform: {message}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(err) => {
@@ -63,8 +95,22 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
         Some(_) => Runner::new(exe).with_feature_cache(&cache, false),
         None => Runner::new(exe).with_feature_cache_for(&cache, &files),
     };
+    let userland = args
+        .userland
+        .clone()
+        .or_else(|| std::env::var(crate::supervisor::USERLAND_ENV).ok())
+        .filter(|u| !u.is_empty());
+    let userland_root = match userland.as_deref().map(crate::rootfs::resolve).transpose() {
+        Ok(root) => root,
+        Err(err) => {
+            eprintln!("nsconform: --userland: {err}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
     let runner = match prepared {
-        Ok(runner) => runner,
+        Ok(runner) => runner
+            .with_tool_path(tool_dirs.clone())
+            .with_userland(userland.clone()),
         Err(message) => {
             eprintln!("nsconform: {message}");
             return ExitCode::FAILURE;
@@ -129,7 +175,19 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             started_at: results::rfc3339(started_at),
             harness_version: env!("CARGO_PKG_VERSION").to_string(),
             machine: results::machine(),
-            tools: tools_used(&files),
+            // Under a userland, only the versions the scenarios found inside it are true.
+            tools: match &userland {
+                None => tools_used(&files),
+                Some(_) => reports
+                    .iter()
+                    .filter_map(|r| r.tool.as_ref())
+                    .map(|t| (t.name.clone(), t.version.clone()))
+                    .collect(),
+            },
+            tool_path: tool_dirs.iter().map(|d| d.display().to_string()).collect(),
+            userland: userland
+                .zip(userland_root)
+                .map(|(name, root)| results::userland(&name, &root)),
             features,
             summary,
             scenarios: reports,

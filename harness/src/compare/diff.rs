@@ -37,10 +37,17 @@ pub(crate) fn compare(columns: &[Column], options: Options) -> Comparison {
         scenarios: names.len(),
         different,
         tools: settings(columns, |c| {
-            c.results
-                .tools
-                .iter()
-                .map(|(name, version)| (name.clone(), version.clone(), version.clone()))
+            // The versions the tool scenarios found inside their hosts win over the
+            // runner's own look-up: under a userland they are the userland's tools.
+            let mut tools = c.results.tools.clone();
+            for scenario in &c.results.scenarios {
+                if let Some(tool) = &scenario.tool {
+                    tools.insert(tool.name.clone(), tool.version.clone());
+                }
+            }
+            tools
+                .into_iter()
+                .map(|(name, version)| (name.clone(), version.clone(), version))
                 .collect()
         }),
         features: settings(columns, |c| {
@@ -62,11 +69,21 @@ pub(crate) fn compare(columns: &[Column], options: Options) -> Comparison {
 
 fn figures(column: &Column) -> Figures {
     let machine = &column.results.machine;
-    let d = &machine.distribution;
-    let distribution = if d.pretty_name.is_empty() {
-        format!("{} {}", d.id, d.version_id).trim().to_string()
-    } else {
-        d.pretty_name.clone()
+    let named = |d: &crate::results::Distribution| {
+        if d.pretty_name.is_empty() {
+            format!("{} {}", d.id, d.version_id).trim().to_string()
+        } else {
+            d.pretty_name.clone()
+        }
+    };
+    // A run under a userland: its commands were the userland's, so that is the distribution.
+    let distribution = match &column.results.userland {
+        Some(userland) => {
+            let name = named(&userland.distribution);
+            let name = if name.is_empty() { "unknown" } else { &name };
+            format!("{name} (userland {})", userland.name)
+        }
+        None => named(&machine.distribution),
     };
     Figures {
         label: column.label.clone(),

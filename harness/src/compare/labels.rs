@@ -102,7 +102,11 @@ fn kernel(input: &Input) -> String {
 }
 
 fn with_distribution(input: &Input) -> String {
-    let d = &input.results.machine.distribution;
+    let d = input
+        .results
+        .userland
+        .as_ref()
+        .map_or(&input.results.machine.distribution, |u| &u.distribution);
     let distribution = format!("{} {}", d.id, d.version_id).trim().to_string();
     if distribution.is_empty() {
         kernel(input)

@@ -83,7 +83,7 @@ pub(crate) fn observe(
 }
 
 /// The first number of a `/proc/PID/status` line (the real id for `Uid:`/`Gid:`).
-fn status_field(status: &str, name: &str) -> Option<u64> {
+pub(crate) fn status_field(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(name))
@@ -95,7 +95,7 @@ fn status_field(status: &str, name: &str) -> Option<u64> {
 /// `full` is every capability this kernel has, or every one this machine allows (the
 /// kernel's set less what the harness's own bounding set lacks: on some machines even root
 /// lacks a capability), so the same behaviour reads the same on every machine.
-fn capabilities(status: &str) -> Value {
+pub(crate) fn capabilities(status: &str) -> Value {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|t| t.trim().parse().ok())
@@ -148,7 +148,7 @@ fn identity_of(path: &str) -> Option<(u64, u64)> {
 }
 
 /// The label of the namespace `(dev, ino)` of type `kind` among `candidates`.
-fn label(kind: NsKind, id: (u64, u64), candidates: &[Candidate]) -> String {
+pub(crate) fn label(kind: NsKind, id: (u64, u64), candidates: &[Candidate]) -> String {
     candidates
         .iter()
         .find(|(_, pid)| identity_of(&format!("/proc/{pid}/ns/{}", kind.proc_name())) == Some(id))

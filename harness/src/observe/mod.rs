@@ -43,7 +43,7 @@ pub(crate) const FIELDS: &[(ObservationKind, &[&str])] = &[
         &["namespaces", "namespace_owners", "namespace_parents"],
     ),
     (ObservationKind::Network, &["links", "addresses", "routes"]),
-    (ObservationKind::Mounts, &["mounts"]),
+    (ObservationKind::Mounts, &["mounts", "proc_is_own"]),
     (ObservationKind::Cgroup, &["cgroup"]),
     (ObservationKind::Time, &["time_offsets"]),
     (ObservationKind::Ipc, &["ipc"]),

@@ -20,9 +20,10 @@ pub(crate) fn observe(query: &SubjectQuery, proc_dir: &OwnedFd) -> Result<Value,
         let part = match kind {
             ObservationKind::Identity => identity(),
             ObservationKind::Network => network()?,
-            ObservationKind::Mounts => {
-                json!({ "mounts": mounts(&read_at(proc_dir, "mountinfo")?, &query.mounts_under) })
-            }
+            ObservationKind::Mounts => json!({
+                "mounts": mounts(&read_at(proc_dir, "mountinfo")?, &query.mounts_under),
+                "proc_is_own": proc_is_own(),
+            }),
             ObservationKind::Cgroup => {
                 json!({ "cgroup": { "inside": cgroup_v2_path(&read_at(proc_dir, "cgroup")?) } })
             }
@@ -37,7 +38,19 @@ pub(crate) fn observe(query: &SubjectQuery, proc_dir: &OwnedFd) -> Result<Value,
     Ok(Value::Object(out))
 }
 
-fn identity() -> Value {
+/// Whether the `/proc` mounted in the caller's mount namespace belongs to its own PID
+/// namespace: `/proc/self` then names the caller's own PID. A tool that forgets to mount a
+/// fresh `/proc` for a new PID namespace leaves the parent's, where `/proc/self` names the
+/// caller by its PID out there (or nothing, with no `/proc` at all).
+pub(crate) fn proc_is_own() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|target| target.to_str()?.parse::<i32>().ok())
+        == Some(nix::unistd::getpid().as_raw())
+}
+
+/// Hostname, domain name, PIDs, ids and groups, by system calls.
+pub(crate) fn identity() -> Value {
     let uname = nix::sys::utsname::uname().ok();
     let text = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uname
@@ -81,12 +94,7 @@ pub(crate) fn cgroup_v2_path(text: &str) -> String {
 /// Machine-dependent super options (`size=`, `nr_inodes=`) are dropped; peer group numbers
 /// are reduced to the propagation kind (`private`, `shared`, `slave`, `unbindable`).
 pub(crate) fn mounts(mountinfo: &str, under: &[String]) -> Vec<Value> {
-    let keep = |point: &str| {
-        under.iter().any(|prefix| {
-            let prefix = prefix.trim_end_matches('/');
-            point == prefix || point.starts_with(&format!("{prefix}/")) || prefix.is_empty()
-        })
-    };
+    let keep = |point: &str| is_under(point, under);
     mountinfo
         .lines()
         .filter_map(|line| {
@@ -129,6 +137,14 @@ pub(crate) fn mounts(mountinfo: &str, under: &[String]) -> Vec<Value> {
             }))
         })
         .collect()
+}
+
+/// Whether mount point `point` is one of `prefixes` or below one (`/` keeps everything).
+pub(crate) fn is_under(point: &str, prefixes: &[String]) -> bool {
+    prefixes.iter().any(|prefix| {
+        let prefix = prefix.trim_end_matches('/');
+        point == prefix || point.starts_with(&format!("{prefix}/")) || prefix.is_empty()
+    })
 }
 
 /// Undo mountinfo's octal escapes (`\040` for a space, ...).

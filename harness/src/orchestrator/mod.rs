@@ -4,6 +4,7 @@
 //! In the default stand-in mode it is PID 1 of the stand-in host's PID namespace: when it
 //! exits, the kernel kills every process the scenario started.
 
+use crate::payload::offers::Offers;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -15,7 +16,7 @@ use nix::unistd::Pid;
 use crate::actor::protocol::{self, Exit, Reply, Request};
 use crate::expect;
 use crate::report::{Event, StepRecord};
-use crate::requires::COMMAND_PATH;
+use crate::requires::command_path;
 use crate::scenario::model::{Actor, Step};
 use crate::scenario::validate::HOST_ACTOR;
 use crate::scenario::LoadedScenario;
@@ -56,6 +57,8 @@ pub(crate) struct Orchestrator<'a> {
     start_order: Vec<String>,
     vars: BTreeMap<String, String>,
     current_step: Option<usize>,
+    /// `{{probe}}`, `{{fixtures}}` and `{{rootfs.NAME}}`.
+    offers: Offers,
 }
 
 /// A problem that stops the scenario (as opposed to a step whose expectations fail).
@@ -74,7 +77,12 @@ impl From<String> for Abort {
 
 impl<'a> Orchestrator<'a> {
     /// An orchestrator writing events to `events`.
-    pub(crate) fn new(loaded: &'a LoadedScenario, events: std::fs::File, ids: HarnessIds) -> Self {
+    pub(crate) fn new(
+        loaded: &'a LoadedScenario,
+        events: std::fs::File,
+        ids: HarnessIds,
+        offers: Offers,
+    ) -> Self {
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -87,6 +95,7 @@ impl<'a> Orchestrator<'a> {
             start_order: Vec::new(),
             vars: BTreeMap::new(),
             current_step: None,
+            offers,
         }
     }
 
@@ -98,6 +107,11 @@ impl<'a> Orchestrator<'a> {
 
     /// Run every step; returns the process exit code (0 when all passed).
     pub(crate) fn run(mut self) -> i32 {
+        if let Some(tool) = &self.loaded.scenario.tool {
+            let name = tool.get_ref().clone();
+            let version = crate::results::tool_version(&name);
+            self.emit(&Event::Tool(crate::report::ToolUnderTest { name, version }));
+        }
         for (index, step) in self.loaded.scenario.steps.iter().enumerate() {
             let number = index + 1;
             self.current_step = Some(number);
@@ -234,8 +248,9 @@ impl<'a> Orchestrator<'a> {
                         format!("{line}:{column}: ")
                     });
                     let message = format!(
-                        "{}:{place}step {number}: cannot run `{program}` in actor `{actor}`: {error} (PATH is {COMMAND_PATH})",
-                        self.loaded.path.display()
+                        "{}:{place}step {number}: cannot run `{program}` in actor `{actor}`: {error} (PATH is {})",
+                        self.loaded.path.display(),
+                        command_path()
                     );
                     return Err(Abort::Invalid(message));
                 }
@@ -247,6 +262,9 @@ impl<'a> Orchestrator<'a> {
             record.stdout = stdout;
             record.stderr = stderr;
             self.check_command(step, &mut record)?;
+            if let Some(kinds) = &step.probe {
+                self.probe_step(step, kinds.get_ref(), &mut record)?;
+            }
             if let Some(name) = &step.capture {
                 let value = record.stdout.trim_end_matches('\n').to_string();
                 self.vars.insert(name.get_ref().clone(), value);
@@ -300,7 +318,7 @@ impl<'a> Orchestrator<'a> {
 
     fn environment(&self, actor: &str) -> Vec<(String, String)> {
         let mut env: BTreeMap<String, String> =
-            [("PATH", COMMAND_PATH), ("HOME", "/tmp"), ("LC_ALL", "C")]
+            [("PATH", command_path()), ("HOME", "/tmp"), ("LC_ALL", "C")]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
@@ -353,6 +371,9 @@ impl<'a> Orchestrator<'a> {
                 .get(name)
                 .cloned()
                 .ok_or_else(|| format!("`{{{{var.{name}}}}}` was never captured")),
+            Placeholder::Probe => Ok(self.offers.probe.clone()),
+            Placeholder::Fixtures => Ok(self.offers.fixtures.clone()),
+            Placeholder::Rootfs(name) => Ok(self.offers.rootfs(name)),
         })
         .map_err(Abort::from)
     }

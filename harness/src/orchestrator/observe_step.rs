@@ -76,6 +76,52 @@ impl Orchestrator<'_> {
         let part = host::observe(kinds, pid, &candidates, &pid_label).map_err(|e| e.to_string())?;
         merge(&mut observation, part);
 
+        self.check_expectations(step, &observation, record)?;
+        record.observation = Some(observation);
+        Ok(())
+    }
+
+    /// Read the probe's observation from a command's output into `record`, then check
+    /// `expect.*` against it. Output that is not the probe's fails the step, saying why.
+    pub(super) fn probe_step(
+        &mut self,
+        step: &Step,
+        kinds: &[ObservationKind],
+        record: &mut StepRecord,
+    ) -> Result<(), Abort> {
+        let output = match crate::payload::label::parse(&record.stdout) {
+            Ok(output) => output,
+            Err(err) => {
+                record.mismatches.push(crate::report::Mismatch {
+                    what: "probe".to_string(),
+                    expected: "the probe's observation on standard output".to_string(),
+                    actual: err.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        let mounts_under = step
+            .mounts_under
+            .clone()
+            .unwrap_or_else(|| vec!["/".to_string()]);
+        let observation =
+            crate::payload::label::observation(&output, kinds, &mounts_under, &self.candidates());
+        for error in &output.errors {
+            record.stderr.push_str(&format!("probe: {error}\n"));
+        }
+        self.check_expectations(step, &observation, record)?;
+        record.observation = Some(observation);
+        // The observation is the output, read; the raw JSON would only bury failures.
+        record.stdout = String::new();
+        Ok(())
+    }
+
+    fn check_expectations(
+        &mut self,
+        step: &Step,
+        observation: &Value,
+        record: &mut StepRecord,
+    ) -> Result<(), Abort> {
         if let Some(expect) = &step.expect {
             let mut expected = compare::to_json(expect.get_ref());
             for value in expected.values_mut() {
@@ -83,9 +129,8 @@ impl Orchestrator<'_> {
             }
             record
                 .mismatches
-                .extend(compare::compare(&expected, &observation));
+                .extend(compare::compare(&expected, observation));
         }
-        record.observation = Some(observation);
         Ok(())
     }
 
@@ -103,7 +148,7 @@ impl Orchestrator<'_> {
     }
 
     /// Labelled processes for namespace identity: the host first, then actors as started.
-    fn candidates(&self) -> Vec<host::Candidate> {
+    pub(super) fn candidates(&self) -> Vec<host::Candidate> {
         let mut candidates = vec![("host".to_string(), std::process::id() as i32)];
         for name in &self.start_order {
             if let Some(actor) = self.actors.get(name) {
@@ -114,7 +159,7 @@ impl Orchestrator<'_> {
     }
 
     /// Expand placeholders in every string of an expected value.
-    fn expand_json(&mut self, value: &mut Value) -> Result<(), Abort> {
+    pub(super) fn expand_json(&mut self, value: &mut Value) -> Result<(), Abort> {
         match value {
             Value::String(text) => *text = self.expand(text)?,
             Value::Array(items) => {

@@ -19,6 +19,11 @@ pub(crate) struct Scenario {
     /// Where the spec or the article says this behaviour is defined. Default: none.
     #[serde(default)]
     pub(crate) reference: Option<String>,
+    /// The program whose promises the scenario checks (e.g. `"bwrap"`, `"crun"`, `"ip"`):
+    /// the results file records its version, so reports can put tool versions side by
+    /// side. It must also be in `requires.commands`. Default: none (a kernel scenario).
+    #[serde(default)]
+    pub(crate) tool: Option<Spanned<String>>,
     /// Record the observations of every `observe` step as an insta snapshot in
     /// `snapshots/` (compared by `cargo test`). Default: false.
     #[serde(default)]
@@ -74,6 +79,11 @@ pub(crate) struct Requires {
     /// inferred: list them here so a missing tool skips instead of failing).
     #[serde(default)]
     pub(crate) commands: Vec<Spanned<String>>,
+    /// Root filesystems the scenario uses (`{{rootfs.NAME}}`, an actor's `rootfs`), by
+    /// name (see `nsconform rootfs`). `busybox` is built on demand; the others must have
+    /// been built, or the scenario is skipped. Default: none.
+    #[serde(default)]
+    pub(crate) rootfs: Vec<Spanned<String>>,
 }
 
 /// The eight namespace types.
@@ -178,6 +188,13 @@ pub(crate) struct Actor {
     /// namespaces (needs cgroup v2). Default: the scenario's cgroup.
     #[serde(default)]
     pub(crate) cgroup: Option<Spanned<String>>,
+    /// A root filesystem (a name in `requires.rootfs`) the actor enters with `pivot_root`
+    /// in its new mount namespace, after its other setup: its commands then run with that
+    /// tree's programs and libraries (read-only; `/tmp` and `/run` are fresh tmpfs,
+    /// `/proc` its own, `/dev` and `/sys` the host's). Needs `mount` in `unshare` and the
+    /// stand-in host. Default: none (the host's tree).
+    #[serde(default)]
+    pub(crate) rootfs: Option<Spanned<String>>,
     /// Working directory of the actor's commands. Default: `/tmp` (private to the scenario).
     #[serde(default)]
     pub(crate) cwd: Option<String>,
@@ -368,11 +385,18 @@ pub(crate) struct Step {
     /// from tool output (see `docs/observations.md`). Default: none.
     #[serde(default)]
     pub(crate) observe: Option<Spanned<Vec<ObservationKind>>>,
+    /// Read the command's standard output as what the probe saw (`nsconform probe`, run
+    /// inside a tool's sandbox as `{{probe}}`), keeping these kinds: `expect.*`,
+    /// `mounts_under` and snapshots then apply as for `observe`. See `docs/probe.md`.
+    /// Default: none (the output is plain text).
+    #[serde(default)]
+    pub(crate) probe: Option<Spanned<Vec<ObservationKind>>>,
     /// The actor observed. The step's `actor` is the viewpoint (it matters for `maps`).
     /// Default: the step's actor.
     #[serde(default)]
     pub(crate) of: Option<Spanned<String>>,
-    /// For `mounts`: keep mounts at or below these paths. Default: `["/tmp"]`.
+    /// For `mounts`: keep mounts at or below these paths. Default: `["/tmp"]` for
+    /// `observe`, `["/"]` for `probe`.
     #[serde(default)]
     pub(crate) mounts_under: Option<Vec<String>>,
     /// For `sysctl`: the sysctls to read, e.g. `["net.ipv4.ip_forward"]`. Default: none.

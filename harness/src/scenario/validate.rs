@@ -89,6 +89,27 @@ fn check_requires(checker: &mut Checker<'_>) {
             );
         }
     }
+    if let Some(tool) = &checker.loaded.scenario.tool {
+        let name = tool.get_ref();
+        if !requires.commands.iter().any(|c| c.get_ref() == name) {
+            checker.error_at(
+                tool,
+                format!("`tool = \"{name}\"` must also be in `requires.commands`, so a machine without it skips the scenario"),
+            );
+        }
+    }
+    for name in &requires.rootfs {
+        let spec = name.get_ref();
+        if !spec.contains('/') && !crate::rootfs::known_names().contains(&spec.as_str()) {
+            checker.error_at(
+                name,
+                format!(
+                    "unknown root filesystem `{spec}` (known: {}; or a path)",
+                    crate::rootfs::known_names().join(", ")
+                ),
+            );
+        }
+    }
 }
 
 pub(super) fn valid_name(name: &str) -> bool {
@@ -118,6 +139,32 @@ fn check_actor(checker: &mut Checker<'_>, name: &Spanned<String>, actor: &Actor)
         }
     }
     let creates = |kind: NsKind| seen.contains(&kind);
+    if let Some(rootfs) = &actor.rootfs {
+        let wanted = rootfs.get_ref();
+        let scenario = &checker.loaded.scenario;
+        let problem = if !scenario
+            .requires
+            .rootfs
+            .iter()
+            .any(|r| r.get_ref() == wanted)
+        {
+            Some(format!(
+                "`rootfs = \"{wanted}\"` needs `{wanted}` in `requires.rootfs`"
+            ))
+        } else if !creates(NsKind::Mount) {
+            Some("`rootfs` needs `mount` in `unshare` (pivot_root happens in the actor's own mount namespace)".to_string())
+        } else if scenario.host == crate::scenario::model::HostMode::Real {
+            Some(
+                "`rootfs` needs the stand-in host, which offers the tree at /run/nsconform/rootfs"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            checker.error_at(rootfs, message);
+        }
+    }
     if let Some(join) = &actor.join {
         let target = join.get_ref().actor();
         if !actors.contains_key(target) {

@@ -20,7 +20,7 @@ mod guest;
 mod host;
 mod initramfs;
 mod kernel;
-mod libs;
+pub(crate) mod libs;
 mod modules;
 mod qemu;
 mod rootfs;

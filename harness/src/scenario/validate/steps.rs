@@ -171,12 +171,14 @@ fn check_observe(
     step: &Step,
     captured: &BTreeSet<String>,
 ) {
+    check_probe(checker, number, span, step);
     let kinds: Vec<ObservationKind> = step
         .observe
         .as_ref()
+        .or(step.probe.as_ref())
         .map(|k| k.get_ref().clone())
         .unwrap_or_default();
-    let Some(observe) = &step.observe else {
+    let Some(observe) = step.observe.as_ref().or(step.probe.as_ref()) else {
         for (field, present) in [
             ("of", step.of.is_some()),
             ("mounts_under", step.mounts_under.is_some()),
@@ -186,7 +188,7 @@ fn check_observe(
             if present {
                 checker.error(
                     Some(span.clone()),
-                    format!("step {number}: `{field}` goes with `observe`"),
+                    format!("step {number}: `{field}` goes with `observe` or `probe`"),
                 );
             }
         }
@@ -237,7 +239,7 @@ fn check_observe(
                 Some(kind) if !kinds.contains(&kind) => checker.error_at(
                     expect,
                     format!(
-                        "`expect.{field}` needs `{}` in `observe`",
+                        "`expect.{field}` needs `{}` in `observe` or `probe`",
                         format!("{kind:?}").to_lowercase()
                     ),
                 ),
@@ -249,6 +251,40 @@ fn check_observe(
                 check_placeholders(checker, &text, expect.span(), captured);
             }
         }
+    }
+}
+
+/// `probe`: on a command whose output is the probe's, with kinds the probe reports.
+fn check_probe(checker: &mut Checker<'_>, number: usize, span: &Range<usize>, step: &Step) {
+    let Some(probe) = &step.probe else {
+        return;
+    };
+    if step.run.is_none() && step.argv.is_none() {
+        checker.error(
+            Some(span.clone()),
+            format!("step {number}: `probe` goes with `run` or `argv` (a command that runs `{{{{probe}}}}`)"),
+        );
+    }
+    if step.stdout.is_some() {
+        checker.error(
+            Some(span.clone()),
+            format!("step {number}: with `probe` the standard output is the probe's; check it with `expect.*`, not `stdout`"),
+        );
+    }
+    if step.of.is_some() {
+        checker.error(
+            Some(span.clone()),
+            format!("step {number}: `of` goes with `observe`; the probe observes itself"),
+        );
+    }
+    if probe.get_ref().is_empty() {
+        checker.error_at(probe, "`probe` lists at least one kind");
+    }
+    if probe.get_ref().contains(&ObservationKind::Sysctl) {
+        checker.error_at(
+            probe,
+            "the probe does not read sysctls: use an `observe` step",
+        );
     }
 }
 
@@ -286,6 +322,19 @@ fn check_placeholders(
                     Placeholder::Var(name) if !captured.contains(name) => Some(format!(
                         "`{placeholder}` is not captured by an earlier step (`capture = \"{name}\"`)"
                     )),
+                    Placeholder::Rootfs(name)
+                        if !checker
+                            .loaded
+                            .scenario
+                            .requires
+                            .rootfs
+                            .iter()
+                            .any(|r| r.get_ref() == name) =>
+                    {
+                        Some(format!(
+                            "`{placeholder}` needs `{name}` in `requires.rootfs`"
+                        ))
+                    }
                     _ => None,
                 };
                 if let Some(message) = problem {
