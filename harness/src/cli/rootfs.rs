@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use super::{emit, BAD_INPUT};
+use crate::listing::{disk_usage, human_size};
 use crate::rootfs::{self, BuildOptions, Interrupt, Known, Outcome, Stamp};
 
 /// `nsconform rootfs ...`.
@@ -83,7 +84,7 @@ fn build(name: &str, force: bool) -> ExitCode {
     let started = std::time::Instant::now();
     match rootfs::build(known, &options) {
         Ok(Outcome::Built(dir)) => {
-            let size = human_size(rootfs::disk_usage(&dir));
+            let size = human_size(disk_usage(&dir));
             emit(&format!(
                 "built {name} in {:.1} s: {} ({size})\n",
                 started.elapsed().as_secs_f64(),
@@ -105,21 +106,6 @@ fn build(name: &str, force: bool) -> ExitCode {
     }
 }
 
-/// A size in bytes the way apt prints it: `26.7 MB`.
-fn human_size(bytes: u64) -> String {
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let units = ["kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", units[unit])
-}
-
 /// One row of `list`.
 struct Row {
     name: &'static str,
@@ -135,7 +121,7 @@ fn list(json: bool) -> ExitCode {
         .map(|known| Row {
             name: known.name(),
             built: rootfs::built_in(&dir, known).map(|(path, stamp)| {
-                let size = rootfs::disk_usage(&path);
+                let size = disk_usage(&path);
                 (path, stamp, size)
             }),
         })
@@ -182,20 +168,7 @@ fn list_table(rows: &[Row]) -> String {
             }
         });
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for line in lines {
-        let cells: Vec<String> = line
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::listing::aligned(&lines)
 }
 
 /// `list` as JSON: an array of `{name, built, path, size, stamp}`.
@@ -219,12 +192,6 @@ fn list_json(rows: &[Row]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_like_apt() {
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(26_713_492), "26.7 MB");
-    }
 
     #[test]
     fn table_and_json_show_built_and_missing_trees() {

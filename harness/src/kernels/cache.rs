@@ -28,25 +28,7 @@ use std::path::{Path, PathBuf};
 pub(crate) const RECORD: &str = "package.json";
 
 /// Errors reading or writing a kernel's record.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CacheError {
-    /// The record cannot be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The record is not valid JSON of the expected shape.
-    #[error("{path}: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: serde_json::Error,
-    },
-}
+pub(crate) type CacheError = crate::json_file::JsonFileError;
 
 /// One downloaded package, as recorded in `package.json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,22 +128,12 @@ fn cache_dir_from(
 
 /// Read a kernel directory's `package.json`.
 pub(crate) fn read_record(dir: &Path) -> Result<KernelRecord, CacheError> {
-    let path = dir.join(RECORD);
-    let text = std::fs::read_to_string(&path).map_err(|source| CacheError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| CacheError::Json { path, source })
+    crate::json_file::read(&dir.join(RECORD))
 }
 
 /// Write a kernel directory's `package.json`.
 pub(crate) fn write_record(dir: &Path, record: &KernelRecord) -> Result<(), CacheError> {
-    let path = dir.join(RECORD);
-    let text = serde_json::to_string_pretty(record).map_err(|source| CacheError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::write(&path, text + "\n").map_err(|source| CacheError::Io { path, source })
+    crate::json_file::write(&dir.join(RECORD), record)
 }
 
 /// The kernel in `dir`, if it is a complete one.
@@ -216,24 +188,6 @@ pub(crate) fn find_in(kernels_dir: &Path, name: &str) -> Option<CachedKernel> {
             .cloned()
     };
     best(Flavour::Cloud).or_else(|| best(Flavour::Generic))
-}
-
-/// Bytes used by a directory tree (symbolic links not followed).
-pub(crate) fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| disk_usage(&e.path()))
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -329,7 +283,7 @@ pub(super) mod tests {
         );
         assert_eq!(listed[1].vmlinux, Some(listed[1].dir.join("vmlinux")));
         assert_eq!(read_record(&old.dir).expect("reads"), old.record);
-        assert!(disk_usage(kernels) > 0);
+        assert!(crate::listing::disk_usage(kernels) > 0);
     }
 
     #[test]

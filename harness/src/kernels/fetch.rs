@@ -9,9 +9,9 @@
 use super::apt::{AptError, PrivateApt, SUITES};
 use super::cache::{self, CachedKernel};
 use super::install::{self, InstallError, Vmlinux};
-use super::list::human_size;
 use super::packages::{parse_index, Package};
 use super::resolve::{resolve, ResolveError, Resolved, DEFAULT_NAMES};
+use crate::listing::human_size;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -174,7 +174,7 @@ fn fetch_one(
     say(format!(
         "{release}: cached in {} ({})",
         dir.display(),
-        human_size(cache::disk_usage(&dir))
+        human_size(crate::listing::disk_usage(&dir))
     ));
     Ok(kernel)
 }

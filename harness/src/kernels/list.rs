@@ -1,22 +1,8 @@
 //! `nsconform kernels list`: the cached kernels as a table or as JSON.
 
-use super::cache::{disk_usage, CachedKernel};
+use super::cache::CachedKernel;
+use crate::listing::{disk_usage, human_size};
 use serde_json::{json, Value};
-
-/// A size in bytes the way apt prints it: `26.7 MB`.
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
 
 /// The table printed by `nsconform kernels list`: one kernel a line, aligned columns.
 pub(crate) fn table(kernels: &[CachedKernel]) -> String {
@@ -37,20 +23,7 @@ pub(crate) fn table(kernels: &[CachedKernel]) -> String {
             kernel.dir.display().to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::listing::aligned(&rows)
 }
 
 /// The JSON printed by `nsconform kernels list --json`: an array, one object a kernel.
@@ -89,13 +62,6 @@ mod tests {
     use super::super::cache::tests::{fake_kernel, record};
     use super::super::packages::Flavour;
     use super::*;
-
-    #[test]
-    fn sizes_read_like_apt() {
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(26_713_492), "26.7 MB");
-        assert_eq!(human_size(1_500_000_000), "1.5 GB");
-    }
 
     #[test]
     fn table_and_json_show_each_kernel() {

@@ -150,35 +150,6 @@ pub(crate) fn build(known: Known, options: &BuildOptions) -> Result<Outcome, Bui
     build::build_in(&rootfs_dir(), known, options)
 }
 
-/// Bytes used by a tree (symbolic links not followed, other file systems not entered).
-pub(crate) fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    fn walk(path: &Path, dev: u64) -> u64 {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return 0;
-        };
-        if !meta.is_dir() {
-            return meta.blocks() * 512;
-        }
-        if meta.dev() != dev {
-            return 0;
-        }
-        let inside: u64 = std::fs::read_dir(path)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| walk(&e.path(), dev))
-                    .sum()
-            })
-            .unwrap_or(0);
-        meta.blocks() * 512 + inside
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => walk(path, meta.dev()),
-        Err(_) => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +209,6 @@ mod tests {
         assert_eq!(dir, rootfs.join("busybox"));
         assert!(dir.join("bin/sh").exists());
         assert_eq!(resolve_in(rootfs, "busybox").expect("now resolves"), dir);
-        assert!(disk_usage(&dir) > 1_000_000);
+        assert!(crate::listing::disk_usage(&dir) > 1_000_000);
     }
 }

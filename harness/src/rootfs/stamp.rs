@@ -6,31 +6,13 @@
 //! (`util-linux`, `iproute2`, `bubblewrap` in Debian trees; `busybox` in the busybox tree).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// File name of the stamp, at the top of the tree.
 pub(crate) const STAMP: &str = ".nsconform-rootfs.json";
 
-/// Errors reading or writing a stamp.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StampError {
-    /// The file cannot be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The stamp file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not JSON of the expected shape.
-    #[error("{path}: {source}")]
-    Json {
-        /// The stamp file.
-        path: PathBuf,
-        /// The cause.
-        source: serde_json::Error,
-    },
-}
+/// Why a stamp could not be read or written.
+pub(crate) type StampError = crate::json_file::JsonFileError;
 
 /// What the stamp holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -77,22 +59,12 @@ impl Stamp {
 
 /// Read the stamp of the tree at `root`.
 pub(crate) fn read(root: &Path) -> Result<Stamp, StampError> {
-    let path = root.join(STAMP);
-    let text = std::fs::read_to_string(&path).map_err(|source| StampError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| StampError::Json { path, source })
+    crate::json_file::read(&root.join(STAMP))
 }
 
 /// Write the stamp of the tree at `root` (replacing any).
 pub(crate) fn write(root: &Path, stamp: &Stamp) -> Result<(), StampError> {
-    let path = root.join(STAMP);
-    let text = serde_json::to_string_pretty(stamp).map_err(|source| StampError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::write(&path, text + "\n").map_err(|source| StampError::Io { path, source })
+    crate::json_file::write(&root.join(STAMP), stamp)
 }
 
 /// Parse `dpkg-query -W -f '${Package}\t${Version}\n'` output into name to version; lines
