@@ -3,7 +3,7 @@
 //! An unmet requirement is never a failure: the scenario is skipped and the reason is shown.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::probe;
@@ -256,19 +256,20 @@ pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<()
             return Err(format!("requires root filesystem: {err}"));
         }
     }
+    // Under a userland, the commands are that tree's, on the fixed PATH.
     let userland = std::env::var(crate::supervisor::USERLAND_ENV)
         .ok()
         .filter(|u| !u.is_empty());
+    let (root, path, place) = match &userland {
+        None => (PathBuf::from("/"), command_path(), String::new()),
+        Some(spec) => (
+            crate::rootfs::resolve(spec).map_err(|err| format!("userland: {err}"))?,
+            COMMAND_PATH,
+            format!(" of userland `{spec}`"),
+        ),
+    };
     for command in &requires.commands {
-        let found = match &userland {
-            None => find_on_path(command.get_ref()).is_some(),
-            Some(spec) => crate::rootfs::resolve(spec)
-                .is_ok_and(|root| find_under(&root, command.get_ref()).is_some()),
-        };
-        if !found {
-            let place = userland
-                .as_ref()
-                .map_or(String::new(), |u| format!(" of userland `{u}`"));
+        if find_in(&root, path, command.get_ref()).is_none() {
             return Err(format!(
                 "requires command `{}`, not found on the PATH{place}",
                 command.get_ref()
@@ -374,26 +375,18 @@ pub(crate) fn command_path() -> &'static str {
     PATH.get_or_init(|| path_with(tool_path().unwrap_or_default()))
 }
 
-/// Find `program` in [`COMMAND_PATH`] inside the root filesystem at `root` (symbolic links
-/// are followed from the machine's root, which suits the relative ones of a merged `/usr`).
-pub(crate) fn find_under(root: &Path, program: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    COMMAND_PATH
-        .split(':')
-        .map(|dir| root.join(dir.trim_start_matches('/')).join(program))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+/// Find `program` in [`command_path`].
+pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
+    find_in(Path::new("/"), command_path(), program)
 }
 
-/// Find `program` in [`command_path`].
-pub(crate) fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+/// Find executable `program` in the directories of `path` taken inside the tree at `root`
+/// (symbolic links are followed from the machine's root, which suits the relative ones of a
+/// merged `/usr`).
+fn find_in(root: &Path, path: &str, program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    command_path()
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
+    path.split(':')
+        .map(|dir| root.join(dir.trim_start_matches('/')).join(program))
         .find(|candidate| {
             candidate
                 .metadata()

@@ -4,27 +4,10 @@
 //! that option must fail at the step that checks the broken promise, with a diff showing it,
 //! while the same scenario passes with the real tool.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Run the binary from the repository's root with `env` added; `NSCONFORM_TOOL_PATH` is
-/// left out unless `env` sets it, so the caller's environment cannot change a run with the
-/// real tools.
-fn nsconform(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nsconform"));
-    command.args(args).current_dir(repo());
-    command.env_remove("NSCONFORM_TOOL_PATH");
-    command.envs(env.iter().copied());
-    command.output().expect("run nsconform")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{nsconform_with as nsconform, repo, text};
 
 /// What one broken stand-in breaks and where the scenario about it must catch it.
 struct Case {

@@ -3,23 +3,10 @@
 //! timeouts that kill everything, skips with reasons, and the libtest-style listing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn nsconform(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nsconform"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run nsconform")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{nsconform, repo, text};
 
 /// Every file in `fixtures/invalid/` starts with `# expect: LINE:COLUMN: MESSAGE`: both
 /// `check` and `run` must print exactly that position and message, exit 2, and not panic.

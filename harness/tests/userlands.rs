@@ -6,24 +6,12 @@
 //! debian-bookworm` and `debian-trixie`, about a minute each with debootstrap). `.ci/run`
 //! builds them and runs it with `cargo test --test userlands -- --ignored`.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
 const USERLANDS: [&str; 2] = ["debian-bookworm", "debian-trixie"];
 
-fn nsconform(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nsconform"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("run nsconform")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{nsconform, text};
 
 #[test]
 #[ignore = "needs `nsconform rootfs build debian-bookworm` and `debian-trixie` (debootstrap); \

@@ -96,6 +96,13 @@ pub(crate) fn status_field(status: &str, name: &str) -> Option<u64> {
 /// kernel's set less what the harness's own bounding set lacks: on some machines even root
 /// lacks a capability), so the same behaviour reads the same on every machine.
 pub(crate) fn capabilities(status: &str) -> Value {
+    let hex = |name: &str| mask(status, name).0;
+    named_capabilities(&hex("CapEff:"), &hex("CapPrm:"), &hex("CapBnd:"))
+}
+
+/// The effective, permitted and bounding masks (hexadecimal text) named as in
+/// [`capabilities`], against this process's own bounding set.
+pub(crate) fn named_capabilities(effective: &str, permitted: &str, bounding: &str) -> Value {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|t| t.trim().parse().ok())
@@ -107,16 +114,16 @@ pub(crate) fn capabilities(status: &str) -> Value {
     };
     let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let machine = mask(&own, "CapBnd:").1.unwrap_or(kernel) & kernel;
-    let set = |name: &str| match mask(status, name) {
-        (_, Some(0)) => "none".to_string(),
-        (_, Some(value)) if value == kernel || value == machine => "full".to_string(),
-        (hex, _) => hex,
+    let set = |hex: &str| match u64::from_str_radix(hex, 16).ok() {
+        Some(0) => "none".to_string(),
+        Some(value) if value == kernel || value == machine => "full".to_string(),
+        _ => hex.to_string(),
     };
-    json!({ "effective": set("CapEff:"), "permitted": set("CapPrm:"), "bounding": set("CapBnd:") })
+    json!({ "effective": set(effective), "permitted": set(permitted), "bounding": set(bounding) })
 }
 
 /// A capability line of `/proc/PID/status`: its hex text and value.
-fn mask(status: &str, name: &str) -> (String, Option<u64>) {
+pub(crate) fn mask(status: &str, name: &str) -> (String, Option<u64>) {
     let hex = status
         .lines()
         .find_map(|l| l.strip_prefix(name))

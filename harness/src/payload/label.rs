@@ -88,14 +88,8 @@ pub(crate) fn observation(
 /// Name the probe's raw capability masks as `observe` does (`full`, `none` or the mask),
 /// against this process's own bounding set.
 fn named_capabilities(raw: &Value) -> Value {
-    let mask = |set: &str| raw[set].as_str().unwrap_or("").to_string();
-    let status = format!(
-        "CapEff:\t{}\nCapPrm:\t{}\nCapBnd:\t{}\n",
-        mask("effective"),
-        mask("permitted"),
-        mask("bounding")
-    );
-    crate::observe::host::capabilities(&status)
+    let mask = |set: &str| raw[set].as_str().unwrap_or("");
+    crate::observe::host::named_capabilities(mask("effective"), mask("permitted"), mask("bounding"))
 }
 
 fn namespaces(

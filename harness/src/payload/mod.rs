@@ -140,13 +140,7 @@ pub(crate) fn look_around() -> ProbeOutput {
 
 /// The capability sets of a `/proc/PID/status` text as hex masks.
 fn raw_capabilities(status: &str) -> Value {
-    let hex = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map_or("", str::trim)
-            .to_string()
-    };
+    let hex = |name: &str| host::mask(status, name).0;
     json!({ "effective": hex("CapEff:"), "permitted": hex("CapPrm:"), "bounding": hex("CapBnd:") })
 }
 

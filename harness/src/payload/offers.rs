@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::kit::{self, KitError};
 use crate::scenario::load::LoadedScenario;
+use crate::template::{self, Placeholder};
 
 /// Directories a scenario uses, found before its stand-in host exists.
 #[derive(Debug, Default)]
@@ -57,8 +58,8 @@ impl Sources {
     ) -> Result<Sources, String> {
         let scenario = &loaded.scenario;
         let probe = scenario.steps.iter().any(|s| s.get_ref().probe.is_some())
-            || loaded.source.contains("{{probe}}");
-        let fixtures = if loaded.source.contains("{{fixtures}}") {
+            || uses(loaded, &Placeholder::Probe);
+        let fixtures = if uses(loaded, &Placeholder::Fixtures) {
             let dir = fixtures_dir(&loaded.path).ok_or_else(|| {
                 format!(
                     "{}: uses {{{{fixtures}}}}, but no `fixtures/` directory is beside it or above it",
@@ -143,6 +144,18 @@ impl Sources {
     }
 }
 
+/// Whether any step's text names `placeholder` (as the template parser reads it, so
+/// `{{ probe }}` counts too).
+fn uses(loaded: &LoadedScenario, placeholder: &Placeholder) -> bool {
+    loaded.scenario.steps.iter().any(|step| {
+        step.get_ref()
+            .template_texts()
+            .into_iter()
+            .filter_map(|(text, _)| template::placeholders(text).ok())
+            .any(|found| found.iter().any(|(p, _)| p == placeholder))
+    })
+}
+
 /// The nearest `fixtures/` directory beside the scenario's directory or above it.
 fn fixtures_dir(scenario: &Path) -> Option<PathBuf> {
     let absolute = std::fs::canonicalize(scenario).ok()?;
@@ -156,6 +169,23 @@ fn fixtures_dir(scenario: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loaded(steps: &str) -> LoadedScenario {
+        let source = format!("description = \"x\"\n{steps}");
+        crate::scenario::load::load_str(Path::new("x.toml"), source)
+            .unwrap_or_else(|_| panic!("valid scenario"))
+    }
+
+    #[test]
+    fn placeholders_are_found_as_the_template_parser_reads_them() {
+        let spaced = loaded("[[steps]]\nrun = \"bwrap --ro-bind / / {{ probe }}\"\n");
+        assert!(uses(&spaced, &Placeholder::Probe));
+        assert!(!uses(&spaced, &Placeholder::Fixtures));
+        let in_argv = loaded("[[steps]]\nargv = [\"ls\", \"{{fixtures}}/oci\"]\n");
+        assert!(uses(&in_argv, &Placeholder::Fixtures));
+        let commented = loaded("# {{probe}} in a comment\n[[steps]]\nrun = \"true\"\n");
+        assert!(!uses(&commented, &Placeholder::Probe));
+    }
 
     #[test]
     fn finds_the_fixtures_directory_above_a_scenario() {

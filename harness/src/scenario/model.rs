@@ -416,6 +416,29 @@ pub(crate) struct Step {
     pub(crate) note: Option<String>,
 }
 
+impl Step {
+    /// Every text of the step that may hold placeholders (commands, written content,
+    /// expected output), each with the span of its own value where it has one.
+    pub(crate) fn template_texts(&self) -> Vec<(&str, Option<std::ops::Range<usize>>)> {
+        let mut texts: Vec<(&str, Option<std::ops::Range<usize>>)> = Vec::new();
+        for field in [&self.run, &self.write, &self.stdout, &self.stderr]
+            .into_iter()
+            .flatten()
+        {
+            texts.push((field.get_ref(), Some(field.span())));
+        }
+        if let Some(argv) = &self.argv {
+            for arg in argv.get_ref() {
+                texts.push((arg, Some(argv.span())));
+            }
+        }
+        for text in [&self.content, &self.stdin].into_iter().flatten() {
+            texts.push((text, None));
+        }
+        texts
+    }
+}
+
 /// What an `observe` step can record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -134,22 +134,8 @@ pub(super) fn check_step(
             }
         }
     }
-    let mut texts: Vec<(&str, Range<usize>)> = Vec::new();
-    for field in [&step.run, &step.write, &step.stdout, &step.stderr]
-        .into_iter()
-        .flatten()
-    {
-        texts.push((field.get_ref(), field.span()));
-    }
-    if let Some(argv) = &step.argv {
-        for arg in argv.get_ref() {
-            texts.push((arg, argv.span()));
-        }
-    }
-    for text in [&step.content, &step.stdin].into_iter().flatten() {
-        texts.push((text, span.clone()));
-    }
-    for (text, field_span) in texts {
+    for (text, field_span) in step.template_texts() {
+        let field_span = field_span.unwrap_or_else(|| span.clone());
         check_placeholders(checker, text, field_span, captured);
     }
     if let Some(capture) = &step.capture {
