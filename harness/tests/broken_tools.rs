@@ -4,7 +4,6 @@
 //! that option must fail at the step that checks the broken promise, with a diff showing it,
 //! while the same scenario passes with the real tool.
 
-use std::path::Path;
 
 mod common;
 use common::{nsconform_with as nsconform, repo, text};
@@ -40,7 +39,7 @@ fn check(case: &Case, by_env: bool) -> bool {
         "real tool:\n{real_all}"
     );
 
-    let dir = stand_in_dir(case.tool);
+    let (dir, _copy) = stand_in_dir(case.tool);
     let broken = if by_env {
         let absolute = repo().join(&dir).display().to_string();
         nsconform(
@@ -86,21 +85,22 @@ fn check(case: &Case, by_env: bool) -> bool {
 
 /// The stand-in's directory as a tool path. The stand-in host hides `/tmp` and `/run`, so
 /// a checkout there (a CI clone, say) has its stand-ins copied to `/var/tmp` first.
-fn stand_in_dir(tool: &str) -> String {
+fn stand_in_dir(tool: &str) -> (String, Option<tempfile::TempDir>) {
     let source = repo().join("fixtures/broken-tools").join(tool);
     let real = std::fs::canonicalize(&source).expect("stand-in directory");
     if !(real.starts_with("/tmp") || real.starts_with("/run")) {
-        return format!("fixtures/broken-tools/{tool}");
+        return (format!("fixtures/broken-tools/{tool}"), None);
     }
-    let copy = Path::new("/var/tmp")
-        .join(format!("nsconform-broken-tools-{}", std::process::id()))
-        .join(tool);
-    std::fs::create_dir_all(&copy).expect("create the copy");
+    // Removed when the returned guard is dropped, at the end of the case.
+    let copy = tempfile::Builder::new()
+        .prefix("nsconform-broken-tools-")
+        .tempdir_in("/var/tmp")
+        .expect("create the copy");
     for entry in std::fs::read_dir(&real).expect("read stand-in") {
         let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).expect("copy stand-in");
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy stand-in");
     }
-    copy.display().to_string()
+    (copy.path().display().to_string(), Some(copy))
 }
 
 /// The line of the `number`th `[[steps]]` of scenario file `path` (relative to the repo),
