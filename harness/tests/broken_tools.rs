@@ -4,7 +4,6 @@
 //! that option must fail at the step that checks the broken promise, with a diff showing it,
 //! while the same scenario passes with the real tool.
 
-
 mod common;
 use common::{nsconform_with as nsconform, repo, text};
 
