@@ -38,8 +38,19 @@ impl ScenarioCgroup {
         let own = own_cgroup()?;
         let original = mount.join(own.trim_start_matches('/'));
         let dir = original.join(format!("nsconform-{}", std::process::id()));
-        std::fs::create_dir(&dir).ok()?;
         let cgroup = ScenarioCgroup { dir, original };
+        if cgroup.dir.exists() {
+            // Left by a supervisor that was killed before it could clean up, whose PID is
+            // ours now. Reusing it would be wrong, and failing here would silently leave the
+            // scenario without a cgroup (its namespace rooted where other scenarios are).
+            ScenarioCgroup {
+                dir: cgroup.dir.clone(),
+                original: cgroup.original.clone(),
+            }
+            .destroy()
+            .ok()?;
+        }
+        std::fs::create_dir(&cgroup.dir).ok()?;
         if std::fs::write(cgroup.dir.join("cgroup.procs"), "0").is_err() {
             cgroup.remove_tree();
             return None;

@@ -44,6 +44,15 @@ impl PidsLimit {
         }
         let original = v1_pids_cgroup()?;
         let dir = original.join(format!("nsconform-{}", std::process::id()));
+        if dir.exists() {
+            // Left by a supervisor that was killed before it could clean up, whose PID is
+            // ours now: empty it and take its place.
+            let stale = PidsLimit::V1 {
+                dir: dir.clone(),
+                original: original.clone(),
+            };
+            stale.destroy().ok()?;
+        }
         std::fs::create_dir(&dir).ok()?;
         let limit = PidsLimit::V1 {
             dir: dir.clone(),
