@@ -1,7 +1,8 @@
 //! The scenario's own cgroup (v2): a child of the harness's cgroup, made before the stand-in
 //! host and removed after it. It becomes the root of the stand-in's cgroup namespace, holds
 //! the actors' child cgroups (`cgroup = "..."`), and lets the supervisor kill every process
-//! the scenario started even without a PID namespace.
+//! the scenario started even without a PID namespace. The supervisor never enters it: the
+//! orchestrator is born in it or joins it (see `containment`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct ScenarioCgroup {
     dir: PathBuf,
-    original: PathBuf,
+    /// The directory, open for `CLONE_INTO_CGROUP`.
+    handle: Option<std::os::fd::OwnedFd>,
 }
 
 /// Where cgroup v2 is mounted, from `/proc/self/mountinfo`.
@@ -31,30 +33,33 @@ fn own_cgroup() -> Option<String> {
 }
 
 impl ScenarioCgroup {
-    /// Make `nsconform-<pid>` under this process's cgroup and move this process into it.
-    /// `None` when cgroup v2 is absent or not writable here.
+    /// Make `nsconform-<pid>` under this process's cgroup (this process stays where it is).
+    /// `None` when cgroup v2 is absent or the new cgroup would not be writable here.
     pub(crate) fn create() -> Option<ScenarioCgroup> {
         let mount = cgroup2_mount()?;
         let own = own_cgroup()?;
-        let original = mount.join(own.trim_start_matches('/'));
-        let dir = original.join(format!("nsconform-{}", std::process::id()));
-        let cgroup = ScenarioCgroup { dir, original };
-        if cgroup.dir.exists() {
+        let dir = mount
+            .join(own.trim_start_matches('/'))
+            .join(format!("nsconform-{}", std::process::id()));
+        if dir.exists() {
             // Left by a supervisor that was killed before it could clean up, whose PID is
             // ours now. Reusing it would be wrong, and failing here would silently leave the
             // scenario without a cgroup (its namespace rooted where other scenarios are).
             ScenarioCgroup {
-                dir: cgroup.dir.clone(),
-                original: cgroup.original.clone(),
+                dir: dir.clone(),
+                handle: None,
             }
             .destroy()
             .ok()?;
         }
-        std::fs::create_dir(&cgroup.dir).ok()?;
-        if std::fs::write(cgroup.dir.join("cgroup.procs"), "0").is_err() {
+        std::fs::create_dir(&dir).ok()?;
+        let procs = dir.join("cgroup.procs");
+        let mut cgroup = ScenarioCgroup { dir, handle: None };
+        if nix::unistd::access(&procs, nix::unistd::AccessFlags::W_OK).is_err() {
             cgroup.remove_tree();
             return None;
         }
+        cgroup.handle = std::fs::File::open(&cgroup.dir).ok().map(Into::into);
         Some(cgroup)
     }
 
@@ -63,14 +68,23 @@ impl ScenarioCgroup {
         &self.dir
     }
 
-    /// Move this process back to where it came from (its children stay).
-    pub(crate) fn leave(&self) {
-        let _ = std::fs::write(self.original.join("cgroup.procs"), "0");
+    /// The open directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub(crate) fn handle(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.handle.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Move the calling process into the cgroup.
+    pub(crate) fn join(&self) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), "0")
     }
 
     /// Kill every process left in the cgroup tree, wait until it is empty, and remove it.
     pub(crate) fn destroy(self) -> Result<(), String> {
-        self.leave();
+        // Usually it is empty by now, without children: removing it is all there is to do.
+        if std::fs::remove_dir(&self.dir).is_ok() {
+            return Ok(());
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let pids = pids_in_tree(&self.dir);

@@ -17,19 +17,21 @@ pub(crate) const DEFAULT_MAX_PROCESSES: u32 = 1024;
 #[derive(Debug)]
 pub(crate) enum PidsLimit {
     /// `pids.max` of the scenario's cgroup v2 (removed with that cgroup).
-    V2,
+    V2 {
+        /// The scenario's cgroup.
+        dir: PathBuf,
+    },
     /// A cgroup of its own in the v1 `pids` hierarchy.
     V1 {
         /// The cgroup made for the scenario.
         dir: PathBuf,
-        /// The cgroup this process came from.
-        original: PathBuf,
     },
 }
 
 impl PidsLimit {
-    /// Cap the processes of this process and its future children at `max`. `scenario_cgroup`
-    /// is the scenario's cgroup v2 directory, when there is one. `None` when no cap can be set.
+    /// Make a cap of `max` processes, which a process enters with [`PidsLimit::join`].
+    /// `scenario_cgroup` is the scenario's cgroup v2 directory, when there is one (its
+    /// processes are then capped as soon as they are in it). `None` when no cap can be set.
     pub(crate) fn apply(scenario_cgroup: Option<&Path>, max: u32) -> Option<PidsLimit> {
         if let Some(dir) = scenario_cgroup {
             let delegated = dir
@@ -39,7 +41,9 @@ impl PidsLimit {
                 })
                 .is_some_and(|controllers| controllers.split_whitespace().any(|c| c == "pids"));
             if delegated && std::fs::write(dir.join("pids.max"), max.to_string()).is_ok() {
-                return Some(PidsLimit::V2);
+                return Some(PidsLimit::V2 {
+                    dir: dir.to_path_buf(),
+                });
             }
         }
         let original = v1_pids_cgroup()?;
@@ -47,20 +51,12 @@ impl PidsLimit {
         if dir.exists() {
             // Left by a supervisor that was killed before it could clean up, whose PID is
             // ours now: empty it and take its place.
-            let stale = PidsLimit::V1 {
-                dir: dir.clone(),
-                original: original.clone(),
-            };
+            let stale = PidsLimit::V1 { dir: dir.clone() };
             stale.destroy().ok()?;
         }
         std::fs::create_dir(&dir).ok()?;
-        let limit = PidsLimit::V1 {
-            dir: dir.clone(),
-            original,
-        };
-        let ok = std::fs::write(dir.join("pids.max"), max.to_string()).is_ok()
-            && std::fs::write(dir.join("cgroup.procs"), "0").is_ok();
-        if ok {
+        let limit = PidsLimit::V1 { dir: dir.clone() };
+        if std::fs::write(dir.join("pids.max"), max.to_string()).is_ok() {
             Some(limit)
         } else {
             let _ = limit.destroy();
@@ -68,19 +64,32 @@ impl PidsLimit {
         }
     }
 
-    /// Move this process back out (its children stay under the cap).
-    pub(crate) fn leave(&self) {
-        if let PidsLimit::V1 { original, .. } = self {
-            let _ = std::fs::write(original.join("cgroup.procs"), "0");
+    /// Put the calling thread under the cap (for `V1`; under `V2` the scenario's cgroup is
+    /// the cap). Call it single-threaded, where the thread is the whole process: moving one
+    /// thread (`tasks`) skips the kernel's global migration lock, which moving a process
+    /// (`cgroup.procs`) takes and which waits for an RCU grace period.
+    pub(crate) fn join(&self) -> std::io::Result<()> {
+        match self {
+            PidsLimit::V1 { dir } => std::fs::write(dir.join("tasks"), "0"),
+            PidsLimit::V2 { .. } => Ok(()),
         }
+    }
+
+    /// Change the cap to `max`.
+    pub(crate) fn set_max(&self, max: u32) -> std::io::Result<()> {
+        let (PidsLimit::V1 { dir } | PidsLimit::V2 { dir }) = self;
+        std::fs::write(dir.join("pids.max"), max.to_string())
     }
 
     /// Kill what is left under the cap and remove the v1 cgroup.
     pub(crate) fn destroy(self) -> Result<(), String> {
-        let PidsLimit::V1 { dir, .. } = &self else {
+        let PidsLimit::V1 { dir } = &self else {
             return Ok(());
         };
-        self.leave();
+        // Usually it is empty by now: removing it is all there is to do.
+        if std::fs::remove_dir(dir).is_ok() {
+            return Ok(());
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))

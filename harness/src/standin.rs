@@ -51,15 +51,9 @@ pub(crate) const STANDIN_HOSTNAME: &str = "nsconform-host";
 
 const PID_MAX: &str = "/proc/sys/kernel/pid_max";
 
-/// Prepare the stand-in host. Must run in the new mount, pid and net namespaces.
-///
-/// `offer` runs once `/run` is a fresh tmpfs and before `/tmp` is hidden; its value is
-/// returned.
-pub(crate) fn prepare<T>(
-    cgroup2: bool,
-    machine: &MachineFacts,
-    offer: impl FnOnce() -> Result<T, String>,
-) -> Result<T, StandInError> {
+/// Prepare the parts of the stand-in host that do not depend on the scenario. Must run in
+/// the new mount, pid and net namespaces; [`finish`] completes it.
+pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), StandInError> {
     let root = |flags: MsFlags| {
         mount(
             None::<&str>,
@@ -88,6 +82,23 @@ pub(crate) fn prepare<T>(
     if cgroup2 {
         mount_fs("cgroup2", "/sys/fs/cgroup", None)?;
     }
+    copy_pid_max(machine)?;
+    // The same names on every machine, so observations and snapshots compare across them.
+    step(
+        "set the hostname",
+        nix::unistd::sethostname(STANDIN_HOSTNAME),
+    )?;
+    step("set the domain name", crate::sys::setdomainname("(none)"))?;
+    crate::sys::set_loopback_up().map_err(|source| StandInError {
+        what: "set lo up".into(),
+        source,
+    })
+}
+
+/// Finish the stand-in host for a scenario: fresh `/run`, what the scenario is offered
+/// (`offer` runs once `/run` is a fresh tmpfs and before `/tmp` is hidden; its value is
+/// returned), then fresh `/tmp`, `/dev/shm` and `/dev/mqueue`.
+pub(crate) fn finish<T>(offer: impl FnOnce() -> Result<T, String>) -> Result<T, StandInError> {
     mount_fs("tmpfs", "/run", Some("mode=755"))?;
     for (dir, mode) in [
         ("/run/netns", 0o755),
@@ -108,17 +119,6 @@ pub(crate) fn prepare<T>(
     if std::path::Path::new("/dev/mqueue").is_dir() {
         mount_fs("mqueue", "/dev/mqueue", None)?;
     }
-    copy_pid_max(machine)?;
-    // The same names on every machine, so observations and snapshots compare across them.
-    step(
-        "set the hostname",
-        nix::unistd::sethostname(STANDIN_HOSTNAME),
-    )?;
-    step("set the domain name", crate::sys::setdomainname("(none)"))?;
-    crate::sys::set_loopback_up().map_err(|source| StandInError {
-        what: "set lo up".into(),
-        source,
-    })?;
     Ok(offered)
 }
 

@@ -17,7 +17,10 @@ pub(crate) const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::
 
 /// How many threads this process has, from `/proc/self/status`.
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    use std::io::Read;
+    // Room for the whole file up front: one read instead of a growing series.
+    let mut status = String::with_capacity(4096);
+    std::fs::File::open("/proc/self/status")?.read_to_string(&mut status)?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("Threads:"))
@@ -56,6 +59,63 @@ pub(crate) fn fork_into_new_namespaces(flags: CloneFlags) -> nix::Result<ForkRes
             0usize,
             0usize,
             0usize,
+        )
+    };
+    match ret {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: Pid::from_raw(pid as libc::pid_t),
+        }),
+    }
+}
+
+/// `clone3(2)`'s argument structure, as far as its `cgroup` field (`CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like [`fork_into_new_namespaces`], with the child born in the cgroup v2 directory `cgroup`
+/// (`clone3` with `CLONE_INTO_CGROUP`): nothing is migrated, so the kernel's global cgroup
+/// migration lock is never taken. Kernels before 5.7 refuse it (`ENOSYS`, `E2BIG` or
+/// `EINVAL`) without creating a process. A `CLONE_NEWCGROUP` in `flags` would root the new
+/// namespace at the caller's cgroup, not at `cgroup`; unshare it in the child instead.
+pub(crate) fn fork_into_cgroup(
+    flags: CloneFlags,
+    cgroup: std::os::fd::BorrowedFd<'_>,
+) -> nix::Result<ForkResult> {
+    use std::os::fd::AsRawFd;
+    ensure_single_threaded()?;
+    let args = CloneArgs {
+        flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed, alive for the call. With no
+    // stack and no CLONE_VM, clone3 behaves as fork: the child gets a copy of the address
+    // space and continues from here. Single-threaded (checked above), so no lock can be held
+    // by a thread that does not exist in the child.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
         )
     };
     match ret {
@@ -260,8 +320,32 @@ pub(crate) fn own_fd(raw: std::os::fd::RawFd) -> OwnedFd {
 }
 
 /// Close every descriptor above 2 except those in `keep` (after a fork, so an agent holds
-/// no other actor's control socket).
+/// no other actor's control socket): `close_range(2)` over the gaps, or on kernels before
+/// 5.9 each descriptor `/proc/self/fd` lists.
 pub(crate) fn close_other_fds(keep: &[std::os::fd::RawFd]) {
+    let mut kept: Vec<u32> = keep
+        .iter()
+        .filter_map(|fd| u32::try_from(*fd).ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut first = 3u32;
+    for last in kept.iter().map(|fd| Some(fd - 1)).chain([None]) {
+        let end = last.unwrap_or(u32::MAX);
+        if first <= end {
+            // SAFETY: close_range only closes descriptors of this process; the caller has just
+            // forked and keeps none of the ones closed here (see above).
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, end, 0u32) };
+            if ret == -1 {
+                return close_listed_fds(keep);
+            }
+        }
+        first = last.map_or(u32::MAX, |l| l + 2);
+    }
+}
+
+fn close_listed_fds(keep: &[std::os::fd::RawFd]) {
     let fds: Vec<std::os::fd::RawFd> = match std::fs::read_dir("/proc/self/fd") {
         Ok(entries) => entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())

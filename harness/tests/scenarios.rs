@@ -83,6 +83,9 @@ fn main() -> ExitCode {
             }
         }
     }
+    // Filters on the command line may leave fewer to run: a warm supervisor or two then
+    // waits in vain until the end of the run.
+    let runner = runner.with_warm_supervisors(Some(files.len() - unmet.len()));
     let sysctls = nsconform::runner::named_sysctls(&files);
     let trials = files
         .into_iter()
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         .collect();
     let guard = (!args.list).then(|| HostSnapshot::take_with(&sysctls));
     let conclusion = libtest_mimic::run(&args, trials);
+    runner.finish();
     if let Some(before) = guard {
         let leaks = before.leaks(&HostSnapshot::take_with(&sysctls));
         if !leaks.is_empty() {

@@ -30,8 +30,7 @@ pub(crate) fn serve(control: &OwnedFd) {
     // Orphans handed to an init actor may die while it waits for the next request: a
     // signalfd wakes it to reap them then, so no zombie outlives the step that made it.
     // Commands get an empty signal mask back before `exec` (see `run_command`).
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
+    let mask = children_signal();
     let children = mask
         .thread_block()
         .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC))
@@ -73,10 +72,18 @@ pub(crate) fn serve(control: &OwnedFd) {
             }),
         };
         reap_orphans();
+        crate::phase_log::mark("agent: reply sent");
         if protocol::send(control, &reply, None).is_err() {
             return;
         }
     }
+}
+
+/// The signal set of `SIGCHLD` alone.
+fn children_signal() -> SigSet {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask
 }
 
 /// Block until `control` is readable, reaping children whenever one ends; false on error.
@@ -132,8 +139,15 @@ fn run_command(argv: &[String], env: &[(String, String)], cwd: &str, stdin: Opti
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    crate::sys::empty_signal_mask_before_exec(&mut command);
-    match command.spawn() {
+    // The command must not inherit the blocked SIGCHLD (kept for the signalfd): a shell
+    // would wait forever in `wait`. Unblocked around the spawn (a `posix_spawn`, far cheaper
+    // than a fork of this process), a SIGCHLD is lost at worst; orphans are still reaped
+    // after the request.
+    let _ = children_signal().thread_unblock();
+    let spawned = command.spawn();
+    crate::phase_log::mark("agent: command started");
+    let _ = children_signal().thread_block();
+    match spawned {
         Ok(child) => collect(child, stdin.unwrap_or("")),
         Err(err) => Reply::CannotRun {
             program: program.clone(),
@@ -204,6 +218,7 @@ fn collect(mut child: Child, input: &str) -> Reply {
         }
     }
     let status = child.wait();
+    crate::phase_log::mark("agent: command ended");
     for (fd, buffer) in [(&stdout, &mut out), (&stderr, &mut err)] {
         if let Some(fd) = fd {
             if set_nonblocking(fd).is_ok() {

@@ -75,6 +75,7 @@ fn run_actor(plan: &ActorPlan, control: OwnedFd, sync: Option<OwnedFd>) -> ! {
         let _ = nix::sys::prctl::set_name(&name);
     }
     let mut kernel = Kernel { control, sync };
+    crate::phase_log::mark("actor: forked");
     let outcome = execute(&plan.ops, &mut kernel);
     let control = kernel.control;
     match outcome {

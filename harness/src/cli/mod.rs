@@ -65,10 +65,15 @@ enum Commands {
     #[command(name = "__supervise", hide = true)]
     Supervise {
         /// The name to report.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "warm")]
+        name: Option<String>,
         /// The scenario file.
-        path: PathBuf,
+        #[arg(required_unless_present = "warm")]
+        path: Option<PathBuf>,
+        /// Make the stand-in host first, then read the scenario from standard input (one
+        /// JSON line: `{"name": ..., "path": ...}`); print nothing if the input ends first.
+        #[arg(long, conflicts_with_all = ["name", "path"])]
+        warm: bool,
     },
     /// Internal: print, as JSON, why each of these scenarios cannot run here (unmet
     /// requirements); valid scenarios whose requirements hold are left out.
@@ -101,10 +106,16 @@ pub fn main() -> ExitCode {
         Commands::Report(args) => crate::compare::main(args),
         Commands::Matrix(args) => crate::matrix::main(args),
         Commands::Features { json, save, only } => features(json, save, only),
-        Commands::Supervise { name, path } => {
+        Commands::Supervise { name, path, warm } => {
             // Whatever mask the invoker had, scenarios start from the same state.
             let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-            let report = crate::supervisor::supervise(&path, &name);
+            let report = match (name, path) {
+                (Some(name), Some(path)) if !warm => crate::supervisor::supervise(&path, &name),
+                _ => match crate::supervisor::serve_warm() {
+                    Some(report) => report,
+                    None => return ExitCode::SUCCESS,
+                },
+            };
             match serde_json::to_string(&report) {
                 Ok(json) => {
                     emit(&(json + "\n"));

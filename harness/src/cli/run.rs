@@ -108,9 +108,15 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
         }
     };
     let runner = match prepared {
-        Ok(runner) => runner
+        // With --paranoid the host guard runs between scenarios, when no warm supervisor
+        // (and no stand-in host of one) may exist.
+        Ok(runner) if args.paranoid => runner
             .with_tool_path(tool_dirs.clone())
             .with_userland(userland.clone()),
+        Ok(runner) => runner
+            .with_tool_path(tool_dirs.clone())
+            .with_userland(userland.clone())
+            .with_warm_supervisors(Some(files.len())),
         Err(message) => {
             eprintln!("nsconform: {message}");
             return ExitCode::FAILURE;
@@ -147,6 +153,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             });
         }
     });
+    runner.finish();
     if let Some(signal) = interrupt.signal() {
         eprintln!("nsconform: interrupted by {signal}; the scenarios in flight were stopped and cleaned up");
     }

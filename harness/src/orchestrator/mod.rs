@@ -139,6 +139,7 @@ impl<'a> Orchestrator<'a> {
             reap();
         }
         self.emit(&Event::Finished);
+        crate::phase_log::mark("orchestrator: steps done");
         0
     }
 

@@ -3,18 +3,20 @@
 //! This is what both `cargo test` (through libtest-mimic) and `nsconform run` use. The
 //! calling process may be multithreaded: all namespace work happens in the child.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod gather;
+mod warm_pool;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::report::{Outcome, ScenarioReport};
 use crate::scenario::load_file;
-use crate::supervisor::{timeout_of, timeout_scale, DEFAULT_TIMEOUT};
+use crate::supervisor::{timeout_of, timeout_scale, Assignment, DEFAULT_TIMEOUT};
+use warm_pool::WarmPool;
 
 /// A scenario file and the name it runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,7 @@ pub struct Runner {
     feature_cache: Option<PathBuf>,
     tool_path: Vec<PathBuf>,
     userland: Option<String>,
+    warm: Option<Arc<WarmPool>>,
 }
 
 impl Runner {
@@ -99,6 +102,24 @@ impl Runner {
             feature_cache: None,
             tool_path: Vec::new(),
             userland: None,
+            warm: None,
+        }
+    }
+
+    /// Start each thread's next supervisor while its current scenario runs, so the exec and
+    /// the stand-in host are ready when the scenario is (see `__supervise --warm`).
+    /// `expected` is how many scenarios the run has, when known: no supervisor is started
+    /// beyond them. Call [`Runner::finish`] at the end of the run.
+    pub fn with_warm_supervisors(mut self, expected: Option<usize>) -> Runner {
+        self.warm = Some(Arc::new(WarmPool::new(expected)));
+        self
+    }
+
+    /// End the warm supervisors no scenario will use, and wait for them (each removes its
+    /// stand-in host). Call it before checking that the run left nothing behind.
+    pub fn finish(&self) {
+        if let Some(pool) = &self.warm {
+            pool.shutdown();
         }
     }
 
@@ -259,10 +280,6 @@ fn run_isolated(
 ) -> ScenarioReport {
     let exe = &runner.exe;
     let started = Instant::now();
-    let limit = load_file(&file.path)
-        .map(|l| timeout_of(&l))
-        .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
-    let backstop = limit + Duration::from_secs(30);
     let failure = |reason: String| ScenarioReport {
         name: file.name.clone(),
         path: file.path.display().to_string(),
@@ -273,80 +290,115 @@ fn run_isolated(
         snapshot: false,
         tool: None,
     };
-    let mut child = match runner
-        .command()
-        .arg("__supervise")
-        .arg("--name")
-        .arg(&file.name)
-        .arg(&file.path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    crate::phase_log::mark("runner: scenario started");
+    let mut child = match start_supervisor(runner, file) {
         Ok(child) => child,
         Err(err) => return failure(format!("cannot start {}: {err}", exe.display())),
     };
     started_fn(child.id());
-    let mut stdout = child.stdout.take().map(|mut s| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
-            text
-        })
-    });
-    let mut stderr = child.stderr.take().map(|mut s| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
-            text
-        })
-    });
-    let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
-    let ended = match &pidfd {
-        Some(fd) => {
-            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-            let millis = i32::try_from(backstop.as_millis()).unwrap_or(i32::MAX);
-            loop {
-                match poll(
-                    &mut fds,
-                    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-                ) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Ok(0) => break false,
-                    _ => break true,
-                }
-            }
-        }
-        None => true,
-    };
-    if !ended {
+    // Read while the supervisor starts: the scenario's own limit, for the backstop.
+    let limit = load_file(&file.path)
+        .map(|l| timeout_of(&l))
+        .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
+    let backstop = limit + Duration::from_secs(30);
+    let gathered = gather::gather(&child, backstop);
+    if gathered.overdue {
         let _ = child.kill();
     }
-    let status = child.wait().ok().filter(|_| ended);
-    ended_fn(child.id());
-    let out = stdout
-        .take()
-        .and_then(|t| t.join().ok())
-        .unwrap_or_default();
-    let log = stderr
-        .take()
-        .and_then(|t| t.join().ok())
-        .unwrap_or_default();
-    let Some(status) = status else {
+    // A supervisor that printed its report has cleaned up; its exit need not be waited for.
+    let status = match (&runner.warm, gathered.has_report() && !gathered.overdue) {
+        (Some(pool), true) => {
+            let pid = child.id();
+            pool.reap_later(child);
+            ended_fn(pid);
+            None
+        }
+        _ => {
+            let status = child.wait().ok();
+            ended_fn(child.id());
+            status
+        }
+    };
+    let log = String::from_utf8_lossy(&gathered.log).into_owned();
+    if gathered.overdue {
         return failure(format!(
             "the supervisor did not end within {} s and was killed\n{log}",
             backstop.as_secs()
         ));
-    };
-    match serde_json::from_str::<ScenarioReport>(&out) {
+    }
+    crate::phase_log::mark("runner: report read");
+    match serde_json::from_slice::<ScenarioReport>(&gathered.out) {
         Ok(mut report) => {
             report.log.push_str(&log);
             report
         }
         Err(err) => failure(format!(
-            "the supervisor ({status}) gave no report ({err})\n{log}"
+            "the supervisor ({}) gave no report ({err})\n{log}",
+            status.map_or_else(|| "still running".to_string(), |s| s.to_string())
         )),
+    }
+}
+
+/// A supervisor running `file`: a warm one told its scenario (and this thread's next one
+/// started), or else a cold `__supervise` of the file.
+fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Child> {
+    let Some(pool) = &runner.warm else {
+        return runner
+            .command()
+            .arg("__supervise")
+            .arg("--name")
+            .arg(&file.name)
+            .arg(&file.path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+    };
+    let assignment = Assignment {
+        name: file.name.clone(),
+        path: file.path.clone(),
+    };
+    let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    // A warm supervisor that died while waiting takes no scenario: start another.
+    let mut warm = pool.take();
+    let told = warm.as_mut().is_some_and(|w| tell(w, &line).is_ok());
+    let mut child = match warm {
+        Some(warm) if told => warm,
+        stale => {
+            if let Some(mut stale) = stale {
+                let _ = stale.kill();
+                let _ = stale.wait();
+            }
+            pool.claim();
+            let mut fresh = spawn_warm(runner)?;
+            tell(&mut fresh, &line)?;
+            fresh
+        }
+    };
+    drop(child.stdin.take());
+    if pool.claim() {
+        // A failure here only means the next scenario starts cold.
+        if let Ok(next) = spawn_warm(runner) {
+            pool.put(next);
+        }
+    }
+    Ok(child)
+}
+
+fn spawn_warm(runner: &Runner) -> std::io::Result<Child> {
+    runner
+        .command()
+        .args(["__supervise", "--warm"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
+fn tell(child: &mut Child, line: &[u8]) -> std::io::Result<()> {
+    match child.stdin.as_mut() {
+        Some(stdin) => stdin.write_all(line),
+        None => Err(std::io::Error::other("no input")),
     }
 }
 

@@ -1,0 +1,118 @@
+//! Reading what a supervisor prints, in the calling thread: its report (one JSON line on
+//! standard output) and its log (standard error), until the report is complete or the
+//! supervisor ends, within a backstop time.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// What a supervisor printed.
+#[derive(Debug, Default)]
+pub(super) struct Gathered {
+    /// Standard output: the report, when it is complete.
+    pub(super) out: Vec<u8>,
+    /// Standard error.
+    pub(super) log: Vec<u8>,
+    /// The backstop passed first.
+    pub(super) overdue: bool,
+}
+
+impl Gathered {
+    /// Whether the report's line is complete.
+    pub(super) fn has_report(&self) -> bool {
+        self.out.contains(&b'\n')
+    }
+}
+
+/// Read `child`'s output until its report's line is complete, it exits, or `backstop` passes.
+/// Whatever is already in the pipes is read too, so no log line written before the report
+/// is lost. A descendant that kept the pipes open cannot hold the caller.
+pub(super) fn gather(child: &Child, backstop: Duration) -> Gathered {
+    let deadline = Instant::now() + backstop;
+    let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
+    let out = child.stdout.as_ref().map(AsFd::as_fd);
+    let err = child.stderr.as_ref().map(AsFd::as_fd);
+    let mut gathered = Gathered::default();
+    let mut open = [out.is_some(), err.is_some()];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            gathered.overdue = true;
+            break;
+        }
+        let mut fds = Vec::with_capacity(3);
+        let mut streams = Vec::with_capacity(2);
+        for (index, fd) in [out, err].into_iter().enumerate() {
+            if let (true, Some(fd)) = (open[index], fd) {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                streams.push(index);
+            }
+        }
+        if let Some(pidfd) = &pidfd {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
+            break;
+        }
+        let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let exited = pidfd.is_some() && fds.last().is_some_and(ready);
+        let readable: Vec<usize> = streams
+            .iter()
+            .zip(&fds)
+            .filter(|(_, fd)| ready(fd))
+            .map(|(index, _)| *index)
+            .collect();
+        drop(fds);
+        for index in readable {
+            let (fd, buffer) = match index {
+                0 => (out, &mut gathered.out),
+                _ => (err, &mut gathered.log),
+            };
+            if let Some(fd) = fd {
+                if !read_once(fd, buffer) {
+                    open[index] = false;
+                }
+            }
+        }
+        if exited || gathered.has_report() {
+            break;
+        }
+    }
+    // What is already there and no more: the supervisor wrote its log before its report.
+    for (fd, buffer) in [(out, &mut gathered.out), (err, &mut gathered.log)] {
+        if let Some(fd) = fd {
+            let nonblocking = fcntl(fd, FcntlArg::F_GETFL)
+                .map(OFlag::from_bits_retain)
+                .and_then(|flags| fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)));
+            if nonblocking.is_ok() {
+                while read_once(fd, buffer) {}
+            }
+        }
+    }
+    gathered
+}
+
+/// Read once into `buffer`; false at end of file, on an error, or when nothing is there.
+fn read_once(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16384];
+    match nix::unistd::read(fd, &mut chunk) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buffer.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}

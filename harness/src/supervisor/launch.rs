@@ -1,0 +1,185 @@
+//! Starting the orchestrator: forked once the scenario is known (cold), or forked into its
+//! stand-in host ahead of time and told the scenario later (warm).
+
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Pid};
+
+use super::interrupts::Interrupts;
+use super::orchestrator_process::{in_standin, on_real_host, Scenario};
+use super::watch::reap_descendants;
+use super::{standin_flags, standin_rootless};
+use crate::containment::Containment;
+use crate::payload::offers::Sources;
+use crate::pids_limit::DEFAULT_MAX_PROCESSES;
+use crate::scenario::model::HostMode;
+use crate::scenario::LoadedScenario;
+use crate::standin::MachineFacts;
+
+/// An orchestrator at work, and what holds its processes.
+pub(super) struct Running {
+    /// The orchestrator.
+    pub(super) child: Pid,
+    /// Its events (JSON lines).
+    pub(super) events: OwnedFd,
+    /// The scenario's cgroups, removed after it.
+    pub(super) containment: Containment,
+}
+
+/// Fork the orchestrator of `loaded` (already known) on the host `mode` asks for.
+pub(super) fn fork_cold(
+    loaded: &LoadedScenario,
+    sources: &Sources,
+    max_processes: u32,
+    interrupts: &Interrupts,
+    machine: &MachineFacts,
+) -> Result<Running, String> {
+    let mode = loaded.scenario.host;
+    let mut containment = Containment::create(mode == HostMode::StandIn, max_processes);
+    let (events_in, events_out) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(pair) => pair,
+        Err(e) => return Err(abandon(containment, format!("pipe: {e}"))),
+    };
+    let flags = match mode {
+        HostMode::StandIn => standin_flags(standin_rootless()),
+        HostMode::Real => CloneFlags::empty(),
+    };
+    match containment.fork(flags) {
+        Err(e) => Err(abandon(
+            containment,
+            format!("cannot create the stand-in host: {e}"),
+        )),
+        Ok(ForkResult::Child) => {
+            drop(events_in);
+            interrupts.release_in_child();
+            std::process::exit(match mode {
+                HostMode::StandIn => in_standin(
+                    Scenario::Known(loaded, sources),
+                    events_out,
+                    &containment,
+                    machine,
+                ),
+                HostMode::Real => on_real_host(loaded, sources, events_out, &containment),
+            })
+        }
+        Ok(ForkResult::Parent { child }) => Ok(Running {
+            child,
+            events: events_in,
+            containment,
+        }),
+    }
+}
+
+/// Remove `containment` after a failed start; the reason, with any leak added.
+fn abandon(containment: Containment, reason: String) -> String {
+    match containment.destroy() {
+        Ok(()) => reason,
+        Err(leak) => format!("{reason}; cleanup failed: {leak}"),
+    }
+}
+
+/// A stand-in host made before its scenario is known: the orchestrator has done everything
+/// that does not depend on the scenario and waits for its path.
+pub(super) struct WarmStandIn {
+    child: Pid,
+    events: OwnedFd,
+    /// Where the scenario's path goes (closed empty: no scenario).
+    go: OwnedFd,
+    containment: Containment,
+}
+
+impl WarmStandIn {
+    /// Make the scenario's cgroups and fork the orchestrator into a new stand-in host.
+    pub(super) fn start(
+        interrupts: &Interrupts,
+        machine: &MachineFacts,
+    ) -> Result<WarmStandIn, String> {
+        let mut containment = Containment::create(true, DEFAULT_MAX_PROCESSES);
+        let pipes = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .and_then(|events| Ok((events, nix::unistd::pipe2(OFlag::O_CLOEXEC)?)));
+        let ((events_in, events_out), (go_in, go_out)) = match pipes {
+            Ok(pipes) => pipes,
+            Err(e) => return Err(abandon(containment, format!("pipe: {e}"))),
+        };
+        match containment.fork(standin_flags(standin_rootless())) {
+            Err(e) => Err(abandon(
+                containment,
+                format!("cannot create the stand-in host: {e}"),
+            )),
+            Ok(ForkResult::Child) => {
+                drop(events_in);
+                drop(go_out);
+                interrupts.release_in_child();
+                std::process::exit(in_standin(
+                    Scenario::Told(go_in),
+                    events_out,
+                    &containment,
+                    machine,
+                ))
+            }
+            Ok(ForkResult::Parent { child }) => Ok(WarmStandIn {
+                child,
+                events: events_in,
+                go: go_out,
+                containment,
+            }),
+        }
+    }
+
+    /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
+    /// while this process checks the scenario.
+    pub(super) fn announce(&mut self, path: &Path) {
+        let mut line = path.as_os_str().as_bytes().to_vec();
+        line.push(b'\n');
+        if let Err(e) = nix::unistd::write(&self.go, &line) {
+            // The orchestrator is gone; its events say why.
+            eprintln!("nsconform: telling the orchestrator its scenario: {e}");
+        }
+    }
+
+    /// Let the orchestrator run the scenario it was told, with at most `max_processes`.
+    pub(super) fn go(self, max_processes: u32) -> Result<Running, String> {
+        if max_processes != DEFAULT_MAX_PROCESSES {
+            if let Err(e) = self.containment.set_max_processes(max_processes) {
+                return Err(self.discard_because(format!("cannot cap processes: {e}")));
+            }
+        }
+        if let Err(e) = nix::unistd::write(&self.go, b"y") {
+            eprintln!("nsconform: letting the orchestrator run: {e}");
+        }
+        drop(self.go);
+        Ok(Running {
+            child: self.child,
+            events: self.events,
+            containment: self.containment,
+        })
+    }
+
+    /// End the orchestrator without a scenario and remove everything.
+    pub(super) fn discard(self) {
+        if let Err(leak) = self.end() {
+            eprintln!("nsconform: cleanup failed: {leak}");
+        }
+    }
+
+    fn discard_because(self, reason: String) -> String {
+        match self.end() {
+            Ok(()) => reason,
+            Err(leak) => format!("{reason}; cleanup failed: {leak}"),
+        }
+    }
+
+    fn end(self) -> Result<(), String> {
+        drop(self.go);
+        drop(self.events);
+        // The stand-in's PID 1: the kernel kills everything in its namespace with it.
+        let _ = nix::sys::signal::kill(self.child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.child, None);
+        let leftovers = reap_descendants();
+        self.containment.destroy().and(leftovers)
+    }
+}

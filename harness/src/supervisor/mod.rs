@@ -1,0 +1,332 @@
+//! The supervisor: the freshly exec'd, single-threaded process (`nsconform __supervise`)
+//! that owns one scenario run. It loads the scenario, checks its requirements, makes the
+//! scenario's cgroups, forks the orchestrator into the stand-in host's new namespaces,
+//! enforces the timeout, and leaves nothing behind. It prints one JSON report.
+//!
+//! The runner starts supervisors warm (`__supervise --warm`): such a supervisor makes its
+//! stand-in host before it knows its scenario, then reads the scenario from standard input.
+//! The runner starts the next one while the current scenario runs, so the exec, the
+//! namespaces and most mounts are off the scenario's critical path.
+
+mod interrupts;
+mod launch;
+mod orchestrator_process;
+mod watch;
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+
+use self::interrupts::Interrupts;
+use self::launch::{fork_cold, Running, WarmStandIn};
+use self::watch::{reap_descendants, watch};
+use crate::payload::offers::Sources;
+use crate::report::{Outcome, ScenarioReport, StepRecord, ToolUnderTest};
+use crate::scenario::model::HostMode;
+use crate::scenario::{load_file, LoadError, LoadedScenario};
+use crate::standin::MachineFacts;
+use crate::{probe, requires};
+
+/// A scenario's time limit when it does not set one.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The environment variable naming the userland of a run (`nsconform run --userland`): a
+/// root filesystem name or path the stand-in host enters before the first step.
+pub(crate) const USERLAND_ENV: &str = "NSCONFORM_USERLAND";
+
+/// The namespaces of the stand-in host, but its cgroup namespace: the orchestrator unshares
+/// that once it is in the scenario's cgroup (see `containment`).
+///
+/// A harness that is not root also gets a new user namespace mapping its own uid and gid to
+/// themselves: the other namespaces need privilege, and the scenario still sees its caller's
+/// ids (scenarios that need real root say `requires.root` and are skipped).
+fn standin_flags(rootless: bool) -> CloneFlags {
+    let flags = CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID;
+    if rootless {
+        flags | CloneFlags::CLONE_NEWUSER
+    } else {
+        flags
+    }
+}
+
+/// Whether the stand-in host needs its own user namespace (the harness is not root).
+fn standin_rootless() -> bool {
+    !nix::unistd::geteuid().is_root()
+}
+
+/// `NSCONFORM_TIMEOUT_SCALE` (e.g. `20` inside an emulated VM), default 1.
+pub(crate) fn timeout_scale() -> f64 {
+    std::env::var("NSCONFORM_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+        .map_or(1.0, |s| s.min(1000.0))
+}
+
+/// The scenario's effective time limit.
+pub(crate) fn timeout_of(loaded: &LoadedScenario) -> Duration {
+    let base = loaded
+        .scenario
+        .timeout
+        .as_ref()
+        .and_then(|t| requires::parse_duration(t.get_ref()).ok())
+        .unwrap_or(DEFAULT_TIMEOUT);
+    base.mul_f64(timeout_scale())
+}
+
+/// What the runner tells a warm supervisor: the scenario to run, as one JSON line on its
+/// standard input.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Assignment {
+    /// The name to report.
+    pub(crate) name: String,
+    /// The scenario file.
+    pub(crate) path: PathBuf,
+}
+
+/// Run the scenario at `path` named `name` and report what happened.
+pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
+    supervise_with(path, name, None)
+}
+
+/// A warm supervisor: make a stand-in host, then run the scenario the runner names on
+/// standard input. `None` (and nothing left behind) when the input ends or a signal comes
+/// first.
+pub(crate) fn serve_warm() -> Option<ScenarioReport> {
+    let machine = MachineFacts::read();
+    let Ok(session) = Session::begin() else {
+        // The cold path tries again, and reports why it cannot.
+        let assignment = read_assignment(None)?;
+        return Some(supervise(&assignment.path, &assignment.name));
+    };
+    let mut warm = WarmStandIn::start(&session.interrupts, &machine).ok();
+    crate::phase_log::mark("supervisor: stand-in forked");
+    let Some(assignment) = read_assignment(Some(&session.interrupts)) else {
+        if let Some(warm) = warm {
+            warm.discard();
+        }
+        return None;
+    };
+    if let Some(warm) = &mut warm {
+        warm.announce(&assignment.path);
+    }
+    let prepared = Prepared {
+        session,
+        machine,
+        warm,
+    };
+    Some(supervise_with(
+        &assignment.path,
+        &assignment.name,
+        Some(prepared),
+    ))
+}
+
+/// The assignment on standard input; `None` at end of input, on garbage, or on a signal.
+fn read_assignment(interrupts: Option<&Interrupts>) -> Option<Assignment> {
+    let stdin = std::io::stdin();
+    let mut line = Vec::new();
+    loop {
+        let mut fds = vec![PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        if let Some(interrupts) = interrupts {
+            fds.push(PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN));
+            if interrupts.parent_gone() {
+                return None;
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+        if fds
+            .get(1)
+            .and_then(PollFd::revents)
+            .is_some_and(|r| !r.is_empty())
+        {
+            return None;
+        }
+        drop(fds);
+        let mut chunk = [0u8; 4096];
+        match stdin.lock().read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(end) = line.iter().position(|b| *b == b'\n') {
+            return serde_json::from_slice(&line[..end]).ok();
+        }
+    }
+}
+
+/// What a supervisor sets up before it forks an orchestrator: it becomes the subreaper of
+/// everything below it, and catches the signals that end a run.
+struct Session {
+    interrupts: Interrupts,
+}
+
+impl Session {
+    fn begin() -> Result<Session, String> {
+        // Orphans of the scenario come back to us, whatever they do (double forks, setsid),
+        // so `reap_descendants` can always kill them; in a stand-in, the PID namespace does
+        // that too.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
+        let interrupts = Interrupts::catch().map_err(|e| format!("cannot catch signals: {e}"))?;
+        Ok(Session { interrupts })
+    }
+}
+
+/// What a warm supervisor made before its scenario was known.
+struct Prepared {
+    session: Session,
+    machine: MachineFacts,
+    warm: Option<WarmStandIn>,
+}
+
+fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> ScenarioReport {
+    crate::phase_log::mark("supervisor: scenario received");
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: name.to_string(),
+        path: path.display().to_string(),
+        outcome: Outcome::Passed,
+        steps: Vec::new(),
+        duration_ms: 0,
+        log: String::new(),
+        snapshot: false,
+        tool: None,
+    };
+    report.outcome = match load_file(path) {
+        Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {
+            message: diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        },
+        Err(err) => Outcome::Invalid {
+            message: err.to_string(),
+        },
+        // The tool directories (`NSCONFORM_TOOL_PATH`) are read and checked before the
+        // orchestrator is forked, so it and every command see the same `PATH`.
+        Ok(_) if requires::tool_path().is_err() => Outcome::Invalid {
+            message: requires::tool_path().err().unwrap_or_default().to_string(),
+        },
+        Ok(loaded) => {
+            let mut probes = probe::Cache::from_env();
+            crate::phase_log::mark("supervisor: scenario loaded");
+            report.snapshot = loaded.scenario.snapshot;
+            match requires::check(&loaded.scenario, &mut probes) {
+                Err(reason) => Outcome::Skipped { reason },
+                Ok(()) => run(
+                    &loaded,
+                    &mut report.steps,
+                    &mut report.tool,
+                    prepared.take(),
+                ),
+            }
+        }
+    };
+    if let Some(warm) = prepared.and_then(|p| p.warm) {
+        warm.discard();
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    crate::phase_log::mark("supervisor: report ready");
+    report
+}
+
+fn run(
+    loaded: &LoadedScenario,
+    steps: &mut Vec<StepRecord>,
+    tool: &mut Option<ToolUnderTest>,
+    prepared: Option<Prepared>,
+) -> Outcome {
+    let (session, machine, warm) = match prepared {
+        Some(Prepared {
+            session,
+            machine,
+            warm,
+        }) => (session, machine, warm),
+        None => match Session::begin() {
+            Ok(session) => (session, MachineFacts::read(), None),
+            Err(reason) => return Outcome::Failed { step: None, reason },
+        },
+    };
+    let mode = loaded.scenario.host;
+    let discard = |warm: Option<WarmStandIn>| {
+        if let Some(warm) = warm {
+            warm.discard();
+        }
+    };
+    let userland = std::env::var(USERLAND_ENV).ok().filter(|u| !u.is_empty());
+    if userland.is_some() && mode == HostMode::Real {
+        discard(warm);
+        return Outcome::Skipped {
+            reason: "a `host = \"real\"` scenario sees the machine's own userland, so it does not run under --userland".into(),
+        };
+    }
+    let sources = match Sources::open(
+        loaded,
+        |name| crate::rootfs::resolve(name).map_err(|e| e.to_string()),
+        userland.as_deref(),
+    ) {
+        Ok(sources) => sources,
+        Err(message) => {
+            discard(warm);
+            return Outcome::Invalid { message };
+        }
+    };
+    let max_processes = loaded
+        .scenario
+        .max_processes
+        .unwrap_or(crate::pids_limit::DEFAULT_MAX_PROCESSES);
+    crate::phase_log::mark("supervisor: requirements checked");
+    let started = match (mode, warm) {
+        (HostMode::StandIn, Some(warm)) => warm.go(max_processes),
+        (_, warm) => {
+            discard(warm);
+            fork_cold(
+                loaded,
+                &sources,
+                max_processes,
+                &session.interrupts,
+                &machine,
+            )
+        }
+    };
+    let Running {
+        child,
+        events,
+        containment,
+    } = match started {
+        Ok(running) => running,
+        Err(reason) => return Outcome::Failed { step: None, reason },
+    };
+    let outcome = watch(
+        child,
+        events,
+        &session.interrupts,
+        timeout_of(loaded),
+        steps,
+        tool,
+    );
+    let leftovers = reap_descendants();
+    let cleanup = containment.destroy().and(leftovers);
+    if let Err(leak) = &cleanup {
+        eprintln!("nsconform: cleanup failed: {leak}");
+    }
+    match (outcome, cleanup) {
+        (Outcome::Passed, Err(leak)) => Outcome::Failed {
+            step: None,
+            reason: format!("cleanup failed: {leak}"),
+        },
+        (outcome, _) => outcome,
+    }
+}

@@ -1,0 +1,193 @@
+//! The orchestrator process, as the supervisor forks it: make the host the scenario runs
+//! on (a stand-in, or the real one), then hand over to [`Orchestrator`].
+//!
+//! A stand-in orchestrator may be forked before its scenario is known (a warm supervisor):
+//! it prepares everything that does not depend on the scenario, then waits for the
+//! scenario's path on a pipe, loads it and finishes the host while the supervisor checks
+//! the scenario's requirements, and runs it when the supervisor says so.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use super::{standin_rootless, USERLAND_ENV};
+use crate::containment::Containment;
+use crate::orchestrator::{HarnessIds, Orchestrator};
+use crate::payload::offers::Sources;
+use crate::report::Event;
+use crate::scenario::{load_file, LoadedScenario};
+use crate::standin::{self, MachineFacts};
+
+/// The scenario of a stand-in orchestrator.
+pub(super) enum Scenario<'a> {
+    /// Known when it was forked.
+    Known(&'a LoadedScenario, &'a Sources),
+    /// Its path comes on this pipe as a line, then one byte when it may run (end of file
+    /// instead: it does not run).
+    Told(OwnedFd),
+}
+
+fn harness_ids() -> HarnessIds {
+    HarnessIds {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+    }
+}
+
+/// In a rootless stand-in: map the caller's own ids, as `unshare --map-current-user` does.
+fn map_own_ids(ids: HarnessIds) -> Result<(), String> {
+    let spec = crate::actor::plan::MapSpec {
+        uid: vec![format!("{} {} 1", ids.uid, ids.uid)],
+        gid: vec![format!("{} {} 1", ids.gid, ids.gid)],
+        setgroups: Some(crate::scenario::model::SetGroups::Deny),
+    };
+    crate::actor::kernel::write_maps("/proc/self", &spec)
+        .map_err(|e| format!("map the harness's own ids in the stand-in: {e}"))
+}
+
+/// The orchestrator of a stand-in host: first the parts that do not depend on the scenario,
+/// then (once the scenario is known) the rest, then the steps. Returns the exit code.
+pub(super) fn in_standin(
+    scenario: Scenario<'_>,
+    events: OwnedFd,
+    containment: &Containment,
+    machine: &MachineFacts,
+) -> i32 {
+    let ids = harness_ids();
+    let base = (if standin_rootless() {
+        map_own_ids(ids)
+    } else {
+        Ok(())
+    })
+    .and_then(|()| containment.enter(true))
+    .and_then(|()| {
+        standin::prepare_base(containment.has_cgroup(), machine).map_err(|e| e.to_string())
+    });
+    crate::phase_log::mark("orchestrator: base host ready");
+    let told;
+    let mut go = None;
+    let (loaded, sources) = match scenario {
+        Scenario::Known(loaded, sources) => (loaded, sources),
+        Scenario::Told(pipe) => {
+            let mut pipe = GoPipe {
+                file: File::from(pipe),
+                pending: Vec::new(),
+            };
+            match pipe.scenario() {
+                Ok(None) => return 0,
+                Ok(Some(pair)) => {
+                    told = pair;
+                    go = Some(pipe);
+                    (&told.0, &told.1)
+                }
+                Err(reason) => return abort_early(events, reason),
+            }
+        }
+    };
+    crate::phase_log::mark("orchestrator: scenario loaded");
+    let prepared = base.and_then(|()| {
+        let offers = standin::finish(|| sources.offer_in_standin().map_err(|e| e.to_string()))
+            .map_err(|e| e.to_string())?;
+        if let Some(root) = sources.userland_root() {
+            crate::userland::enter(&root, true).map_err(|e| e.to_string())?;
+        }
+        Ok(offers)
+    });
+    crate::phase_log::mark("orchestrator: host finished");
+    if go.is_some_and(|mut go| !go.may_run()) {
+        return 0;
+    }
+    match prepared {
+        // Made after the stand-in, so `{{hostname}}` is the stand-in's.
+        Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers).run(),
+        Err(reason) => {
+            Orchestrator::new(loaded, File::from(events), ids, Default::default()).abort(reason)
+        }
+    }
+}
+
+/// The orchestrator of a `host = "real"` scenario, in the machine's own namespaces.
+pub(super) fn on_real_host(
+    loaded: &LoadedScenario,
+    sources: &Sources,
+    events: OwnedFd,
+    containment: &Containment,
+) -> i32 {
+    let ids = harness_ids();
+    let offered = containment.enter(false).and_then(|()| {
+        nix::sys::prctl::set_child_subreaper(true)
+            .map(|()| sources.offer_on_real_host())
+            .map_err(|e| format!("cannot become a child subreaper: {e}"))
+    });
+    match offered {
+        Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers).run(),
+        Err(reason) => {
+            Orchestrator::new(loaded, File::from(events), ids, Default::default()).abort(reason)
+        }
+    }
+}
+
+/// The pipe a warm orchestrator is told its scenario on.
+struct GoPipe {
+    file: File,
+    /// Bytes read past the path's line.
+    pending: Vec<u8>,
+}
+
+impl GoPipe {
+    /// Wait for the scenario's path, then load it and find what it uses. `None` when the
+    /// pipe closes first.
+    fn scenario(&mut self) -> Result<Option<(LoadedScenario, Sources)>, String> {
+        let mut line = Vec::new();
+        let end = loop {
+            if let Some(end) = line.iter().position(|b| *b == b'\n') {
+                break end;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.file.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => line.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading the scenario's path: {e}")),
+            }
+        };
+        self.pending = line.split_off(end + 1);
+        line.truncate(end);
+        let path = PathBuf::from(std::ffi::OsString::from_vec(line));
+        let loaded = load_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let userland = std::env::var(USERLAND_ENV).ok().filter(|u| !u.is_empty());
+        let sources = Sources::open(
+            &loaded,
+            |name| crate::rootfs::resolve(name).map_err(|e| e.to_string()),
+            userland.as_deref(),
+        )?;
+        Ok(Some((loaded, sources)))
+    }
+
+    /// Wait until the scenario may run (true) or will not (false: end of file).
+    fn may_run(&mut self) -> bool {
+        if !self.pending.is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        loop {
+            match self.file.read(&mut byte) {
+                Ok(1) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Report an abort before there is a scenario to build an [`Orchestrator`] from.
+fn abort_early(events: OwnedFd, reason: String) -> i32 {
+    let event = Event::Aborted { step: None, reason };
+    if let Ok(mut line) = serde_json::to_vec(&event) {
+        line.push(b'\n');
+        let _ = File::from(events).write_all(&line);
+    }
+    1
+}
