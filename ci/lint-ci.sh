@@ -81,7 +81,7 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   echo "lint-ci: installing shellcheck"
   apt_install shellcheck || true
 fi
-scripts=(ci/*.sh .ci/run)
+scripts=(ci/*.sh ci/bench/*.sh .ci/run)
 if command -v shellcheck >/dev/null 2>&1; then
   if shellcheck "${scripts[@]}"; then
     echo "shellcheck: ${#scripts[@]} scripts clean ($(shellcheck --version | sed -n 's/^version: //p'))"

@@ -323,6 +323,18 @@ pub(crate) fn own_fd(raw: std::os::fd::RawFd) -> OwnedFd {
 /// no other actor's control socket): `close_range(2)` over the gaps, or on kernels before
 /// 5.9 each descriptor `/proc/self/fd` lists.
 pub(crate) fn close_other_fds(keep: &[std::os::fd::RawFd]) {
+    for (first, last) in descriptor_gaps(keep) {
+        // SAFETY: close_range only closes descriptors of this process; the caller has just
+        // forked and keeps none of the ones closed here (see above).
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        if ret == -1 {
+            return close_listed_fds(keep);
+        }
+    }
+}
+
+/// The ranges of descriptors above 2 that are not in `keep`, up to the largest possible.
+fn descriptor_gaps(keep: &[std::os::fd::RawFd]) -> Vec<(u32, u32)> {
     let mut kept: Vec<u32> = keep
         .iter()
         .filter_map(|fd| u32::try_from(*fd).ok())
@@ -330,19 +342,16 @@ pub(crate) fn close_other_fds(keep: &[std::os::fd::RawFd]) {
         .collect();
     kept.sort_unstable();
     kept.dedup();
+    let mut gaps = Vec::new();
     let mut first = 3u32;
-    for last in kept.iter().map(|fd| Some(fd - 1)).chain([None]) {
-        let end = last.unwrap_or(u32::MAX);
-        if first <= end {
-            // SAFETY: close_range only closes descriptors of this process; the caller has just
-            // forked and keeps none of the ones closed here (see above).
-            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, end, 0u32) };
-            if ret == -1 {
-                return close_listed_fds(keep);
-            }
+    for fd in kept {
+        if first < fd {
+            gaps.push((first, fd - 1));
         }
-        first = last.map_or(u32::MAX, |l| l + 2);
+        first = fd + 1;
     }
+    gaps.push((first, u32::MAX));
+    gaps
 }
 
 fn close_listed_fds(keep: &[std::os::fd::RawFd]) {
@@ -415,4 +424,19 @@ pub(crate) fn setdomainname(name: &str) -> nix::Result<()> {
         return Err(nix::errno::Errno::last());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::descriptor_gaps;
+
+    #[test]
+    fn gaps_skip_the_kept_descriptors_and_the_standard_ones() {
+        assert_eq!(descriptor_gaps(&[]), vec![(3, u32::MAX)]);
+        assert_eq!(descriptor_gaps(&[3]), vec![(4, u32::MAX)]);
+        assert_eq!(
+            descriptor_gaps(&[9, 5, 1, 5, 6]),
+            vec![(3, 4), (7, 8), (10, u32::MAX)]
+        );
+    }
 }

@@ -116,3 +116,53 @@ fn read_once(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::gather;
+
+    fn spawn(script: &str) -> std::process::Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs")
+    }
+
+    #[test]
+    fn stops_at_the_report_line_with_the_log_written_before_it() {
+        let mut child = spawn("echo log line >&2; echo '{\"report\":1}'; exec sleep 30");
+        let gathered = gather(&child, Duration::from_secs(30));
+        assert!(gathered.has_report());
+        assert!(!gathered.overdue);
+        assert_eq!(gathered.out, b"{\"report\":1}\n");
+        assert_eq!(gathered.log, b"log line\n");
+        assert!(matches!(child.try_wait(), Ok(None)), "still running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn an_exit_without_a_report_ends_the_wait() {
+        let mut child = spawn("printf partial; echo oops >&2; exit 3");
+        let gathered = gather(&child, Duration::from_secs(30));
+        assert!(!gathered.has_report());
+        assert!(!gathered.overdue);
+        assert_eq!(gathered.out, b"partial");
+        assert_eq!(gathered.log, b"oops\n");
+        assert_eq!(child.wait().ok().and_then(|s| s.code()), Some(3));
+    }
+
+    #[test]
+    fn a_silent_supervisor_is_overdue_at_the_backstop() {
+        let mut child = spawn("exec sleep 30");
+        let gathered = gather(&child, Duration::from_millis(50));
+        assert!(gathered.overdue);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -110,3 +110,49 @@ fn end(mut child: Child) {
     drop(child.stdin.take());
     let _ = child.wait();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WarmPool;
+
+    #[test]
+    fn claims_stop_at_the_expected_count() {
+        let pool = WarmPool::new(Some(2));
+        assert!(pool.claim());
+        assert!(pool.claim());
+        assert!(!pool.claim());
+        assert!(!pool.claim());
+    }
+
+    #[test]
+    fn an_unknown_count_never_stops_claims() {
+        let pool = WarmPool::new(None);
+        assert!((0..1000).all(|_| pool.claim()));
+    }
+
+    #[test]
+    fn supervisors_are_kept_per_thread_and_ended_at_shutdown() {
+        let pool = WarmPool::new(None);
+        let spawn = || {
+            std::process::Command::new("cat")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("cat runs")
+        };
+        pool.put(spawn());
+        let other_thread = std::thread::scope(|s| s.spawn(|| pool.take().is_some()).join());
+        assert_eq!(
+            other_thread.ok(),
+            Some(false),
+            "another thread's supervisor"
+        );
+        let mut mine = pool.take().expect("this thread's supervisor");
+        assert!(pool.take().is_none(), "taken once");
+        pool.put(spawn());
+        drop(mine.stdin.take());
+        assert!(mine.wait().is_ok_and(|s| s.success()));
+        // `cat` ends at the end of its input: shutdown closes it and waits.
+        pool.shutdown();
+        assert!(pool.take().is_none());
+    }
+}

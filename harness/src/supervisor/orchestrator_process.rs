@@ -191,3 +191,74 @@ fn abort_early(events: OwnedFd, reason: String) -> i32 {
     }
     1
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+
+    use super::GoPipe;
+
+    fn pipe_with(bytes: &[u8]) -> GoPipe {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        File::from(write).write_all(bytes).expect("write");
+        GoPipe {
+            file: File::from(read),
+            pending: Vec::new(),
+        }
+    }
+
+    /// A scenario file, removed at the end of the test.
+    struct TempScenario(std::path::PathBuf);
+
+    impl Drop for TempScenario {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn scenario_file() -> TempScenario {
+        let path = std::env::temp_dir().join(format!(
+            "nsconform-told-{}-{:?}.toml",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(
+            &path,
+            "description = \"told\"\n\n[[steps]]\nrun = \"true\"\n",
+        )
+        .expect("write the scenario");
+        TempScenario(path)
+    }
+
+    #[test]
+    fn the_path_then_one_byte_lets_the_scenario_run() {
+        let file = scenario_file();
+        let mut told = file.0.as_os_str().as_encoded_bytes().to_vec();
+        told.extend_from_slice(b"\ny");
+        let mut pipe = pipe_with(&told);
+        let (loaded, _) = pipe.scenario().expect("loads").expect("a scenario");
+        assert_eq!(loaded.scenario.steps.len(), 1);
+        assert!(pipe.may_run());
+    }
+
+    #[test]
+    fn the_path_then_the_end_does_not_run_it() {
+        let file = scenario_file();
+        let mut told = file.0.as_os_str().as_encoded_bytes().to_vec();
+        told.push(b'\n');
+        let mut pipe = pipe_with(&told);
+        assert!(pipe.scenario().expect("loads").is_some());
+        assert!(!pipe.may_run());
+    }
+
+    #[test]
+    fn nothing_told_is_no_scenario_and_a_bad_path_an_error() {
+        assert!(pipe_with(b"").scenario().expect("no error").is_none());
+        let error = pipe_with(b"/nonexistent/told.toml\n")
+            .scenario()
+            .map(|told| told.is_some())
+            .expect_err("an error");
+        assert!(error.contains("/nonexistent/told.toml"), "{error}");
+    }
+}

@@ -1,0 +1,147 @@
+//! The warm supervisor (`nsconform __supervise --warm`), as the runner uses it: it makes its
+//! stand-in host first, then runs the scenario it is told on standard input, and leaves
+//! nothing behind when no scenario comes.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{repo, text};
+
+fn warm() -> Child {
+    Command::new(env!("CARGO_BIN_EXE_nsconform"))
+        .args(["__supervise", "--warm"])
+        .current_dir(repo())
+        .env_remove("NSCONFORM_TOOL_PATH")
+        .env_remove("NSCONFORM_USERLAND")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nsconform")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+    })
+}
+
+/// The cgroup directories named for the supervisor `pid`, in every hierarchy.
+fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.file_name() == name {
+                found.push(entry.path());
+            } else if depth > 0 {
+                walk(&entry.path(), name, depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        &format!("nsconform-{pid}"),
+        6,
+        &mut found,
+    );
+    found
+}
+
+fn tell(mut child: Child, name: &str, path: &str) -> Output {
+    let line = format!("{{\"name\":\"{name}\",\"path\":\"{path}\"}}\n");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(line.as_bytes())
+        .expect("tell the scenario");
+    child.wait_with_output().expect("wait")
+}
+
+/// The outcome's kind: `passed`, `failed`, `skipped`, ...
+fn outcome_of(output: &Output) -> String {
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "a report, not {e}: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    });
+    match &report["outcome"] {
+        serde_json::Value::String(kind) => kind.clone(),
+        serde_json::Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn it_runs_the_scenario_it_is_told_under_the_name_it_is_given() {
+    let output = tell(
+        warm(),
+        "told/hostname",
+        "scenarios/uts/hostname-isolated.toml",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a report");
+    assert_eq!(report["name"], "told/hostname");
+    assert_eq!(outcome_of(&output), "passed", "{}", text(&output.stdout));
+}
+
+#[test]
+fn a_real_host_scenario_runs_as_a_cold_supervisor_would() {
+    let cold = common::nsconform(&[
+        "__supervise",
+        "--name",
+        "real",
+        "scenarios/pid/real-host-init.toml",
+    ]);
+    let warm = tell(warm(), "real", "scenarios/pid/real-host-init.toml");
+    assert_eq!(outcome_of(&warm), outcome_of(&cold));
+    if is_root() {
+        assert_eq!(outcome_of(&warm), "passed", "{}", text(&warm.stdout));
+    }
+}
+
+#[test]
+fn without_a_scenario_it_prints_nothing_and_leaves_nothing() {
+    let mut child = warm();
+    let pid = child.id();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn sigterm_while_it_waits_removes_its_stand_in_host() {
+    if !is_root() {
+        eprintln!("skipped: the scenario cgroups it removes are made only as root");
+        return;
+    }
+    let child = warm();
+    let pid = child.id();
+    // Its cgroup appears once it is making the stand-in host.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cgroups_of(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!cgroups_of(pid).is_empty(), "no cgroup was made for {pid}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
+}
