@@ -70,6 +70,7 @@ pub(crate) fn serve(control: &OwnedFd) {
                 Some(dir) => crate::observe::viewer::maps(dir).map_err(|e| e.to_string()),
                 None => Err("maps request without a /proc directory".to_string()),
             }),
+            Request::Handshake => Reply::Spawned(Err("a handshake for no spare".to_string())),
         };
         reap_orphans();
         crate::phase_log::mark("agent: reply sent");

@@ -47,6 +47,9 @@ pub(crate) enum Request {
     Observe(SubjectQuery),
     /// Read another process's maps as you see them; the frame carries its `/proc/PID`.
     ReadMaps,
+    /// To a spare actor, after the `Spawn` that makes it an actor whose creator writes its
+    /// maps: the frame carries its end of the map handshake.
+    Handshake,
 }
 
 /// How a command ended.

@@ -8,7 +8,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::kernel::{write_maps, Kernel};
 use super::plan::{ActorPlan, MapSpec};
-use super::protocol::{self, Reply};
+use super::protocol::{self, Reply, Request};
 use super::setup::execute;
 use crate::sys;
 
@@ -17,18 +17,7 @@ use crate::sys;
 /// `control` is the actor's end of its control socket; the actor reports `Ready` or
 /// `SetupFailed` on it. Returns the child's PID as seen here.
 pub(crate) fn spawn_actor(plan: &ActorPlan, control: OwnedFd) -> Result<Pid, String> {
-    let handshake = match plan.parent_maps {
-        Some(_) => Some(
-            nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(|e| format!("socketpair: {e}"))?,
-        ),
-        None => None,
-    };
+    let handshake = handshake_for(plan)?;
     match sys::fork().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             let (parent_end, child_end) = match handshake {
@@ -49,6 +38,88 @@ pub(crate) fn spawn_actor(plan: &ActorPlan, control: OwnedFd) -> Result<Pid, Str
             }
             Ok(child)
         }
+    }
+}
+
+/// The socket pair of the map handshake, when the creator writes the maps of `plan`.
+fn handshake_for(plan: &ActorPlan) -> Result<Option<(OwnedFd, OwnedFd)>, String> {
+    match plan.parent_maps {
+        Some(_) => nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map(Some)
+        .map_err(|e| format!("socketpair: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// A process forked ahead of time that becomes the next actor when told its plan, so the
+/// fork is off the path of the step that starts the actor, and the actor has the PID a
+/// fork at that point would have had.
+#[derive(Debug)]
+pub(crate) struct SpareActor {
+    pid: Pid,
+    socket: OwnedFd,
+}
+
+impl SpareActor {
+    /// Fork the spare. It closes every other descriptor and waits for its plan; it exits
+    /// when the socket closes first.
+    pub(crate) fn fork() -> Result<SpareActor, String> {
+        let (ours, theirs) = protocol::control_pair().map_err(|e| format!("socketpair: {e}"))?;
+        match sys::fork().map_err(|e| format!("fork: {e}"))? {
+            ForkResult::Child => {
+                drop(ours);
+                sys::close_other_fds(&[theirs.as_raw_fd()]);
+                let (plan, control) = match protocol::recv::<Request>(&theirs) {
+                    Ok(Some(protocol::Received {
+                        message: Request::Spawn(plan),
+                        fd: Some(control),
+                        ..
+                    })) => (plan, control),
+                    _ => std::process::exit(0),
+                };
+                let sync = match plan.parent_maps {
+                    None => None,
+                    Some(_) => match protocol::recv::<Request>(&theirs) {
+                        Ok(Some(protocol::Received {
+                            message: Request::Handshake,
+                            fd: Some(sync),
+                            ..
+                        })) => Some(sync),
+                        _ => std::process::exit(1),
+                    },
+                };
+                drop(theirs);
+                run_actor(&plan, control, sync)
+            }
+            ForkResult::Parent { child } => Ok(SpareActor {
+                pid: child,
+                socket: ours,
+            }),
+        }
+    }
+
+    /// Make the spare the actor of `plan`, with `control` as its end of the control socket
+    /// (as [`spawn_actor`], maps written through the handshake included). Returns its PID
+    /// as seen here.
+    pub(crate) fn become_actor(self, plan: &ActorPlan, control: OwnedFd) -> Result<Pid, String> {
+        let handshake = handshake_for(plan)?;
+        let told = |request: &Request, fd: &OwnedFd| {
+            protocol::send(&self.socket, request, Some(fd.as_raw_fd()))
+                .map_err(|e| format!("handing the spare actor its plan: {e}"))
+        };
+        told(&Request::Spawn(Box::new(plan.clone())), &control)?;
+        drop(control);
+        if let (Some((parent_end, child_end)), Some(maps)) = (handshake, &plan.parent_maps) {
+            told(&Request::Handshake, &child_end)?;
+            drop(child_end);
+            write_maps_for_child(self.pid, &parent_end, maps);
+        }
+        Ok(self.pid)
     }
 }
 

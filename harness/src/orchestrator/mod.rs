@@ -59,6 +59,8 @@ pub(crate) struct Orchestrator<'a> {
     current_step: Option<usize>,
     /// `{{probe}}`, `{{fixtures}}` and `{{rootfs.NAME}}`.
     offers: Offers,
+    /// A process forked ahead of time to become the first actor.
+    spare: Option<crate::actor::spawn::SpareActor>,
 }
 
 /// A problem that stops the scenario (as opposed to a step whose expectations fail).
@@ -96,7 +98,14 @@ impl<'a> Orchestrator<'a> {
             vars: BTreeMap::new(),
             current_step: None,
             offers,
+            spare: None,
         }
+    }
+
+    /// Let `spare` become the first actor started.
+    pub(crate) fn with_spare(mut self, spare: Option<crate::actor::spawn::SpareActor>) -> Self {
+        self.spare = spare;
+        self
     }
 
     /// Report that the scenario cannot run at all, e.g. the stand-in host failed.

@@ -81,11 +81,11 @@ impl Orchestrator<'_> {
                 }
             }
         } else {
-            forked = Some(
-                spawn_actor(&plan, theirs)
-                    .map_err(StartError::Other)?
-                    .as_raw(),
-            );
+            let spawned = match self.spare.take() {
+                Some(spare) => spare.become_actor(&plan, theirs),
+                None => spawn_actor(&plan, theirs),
+            };
+            forked = Some(spawned.map_err(StartError::Other)?.as_raw());
         }
         match protocol::recv::<Reply>(&ours) {
             Ok(Some(protocol::Received {

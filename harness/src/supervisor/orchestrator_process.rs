@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use super::{standin_rootless, USERLAND_ENV};
+use crate::actor::spawn::SpareActor;
 use crate::containment::Containment;
 use crate::orchestrator::{HarnessIds, Orchestrator};
 use crate::payload::offers::Sources;
@@ -66,6 +67,9 @@ pub(super) fn in_standin(
         standin::prepare_base(containment.has_cgroup(), machine).map_err(|e| e.to_string())
     });
     crate::phase_log::mark("orchestrator: base host ready");
+    // The first actor is forked now (a warm orchestrator is waiting for its scenario), and
+    // in a cold one too, so it has the same PID either way.
+    let spare = base.is_ok().then(SpareActor::fork).and_then(Result::ok);
     let told;
     let mut go = None;
     let (loaded, sources) = match scenario {
@@ -101,7 +105,9 @@ pub(super) fn in_standin(
     }
     match prepared {
         // Made after the stand-in, so `{{hostname}}` is the stand-in's.
-        Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers).run(),
+        Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers)
+            .with_spare(spare)
+            .run(),
         Err(reason) => {
             Orchestrator::new(loaded, File::from(events), ids, Default::default()).abort(reason)
         }
