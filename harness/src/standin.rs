@@ -51,8 +51,8 @@ pub(crate) const STANDIN_HOSTNAME: &str = "nsconform-host";
 
 const PID_MAX: &str = "/proc/sys/kernel/pid_max";
 
-/// Prepare the parts of the stand-in host that do not depend on the scenario. Must run in
-/// the new mount, pid and net namespaces; [`finish`] completes it.
+/// Prepare the stand-in host as far as it does not depend on the scenario. Must run in the
+/// new mount, pid and net namespaces; [`offer`] adds what a scenario is offered.
 pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), StandInError> {
     let root = |flags: MsFlags| {
         mount(
@@ -82,6 +82,21 @@ pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), 
     if cgroup2 {
         mount_fs("cgroup2", "/sys/fs/cgroup", None)?;
     }
+    mount_fs("tmpfs", "/run", Some("mode=755"))?;
+    for (dir, mode) in [
+        ("/run/netns", 0o755),
+        ("/run/lock", 0o1777),
+        ("/run/mount", 0o755),
+    ] {
+        create_dir(dir, mode)?;
+    }
+    mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
+    if std::path::Path::new("/dev/shm").is_dir() {
+        mount_fs("tmpfs", "/dev/shm", Some("mode=1777"))?;
+    }
+    if std::path::Path::new("/dev/mqueue").is_dir() {
+        mount_fs("mqueue", "/dev/mqueue", None)?;
+    }
     copy_pid_max(machine)?;
     // The same names on every machine, so observations and snapshots compare across them.
     step(
@@ -95,30 +110,19 @@ pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), 
     })
 }
 
-/// Finish the stand-in host for a scenario: fresh `/run`, what the scenario is offered
-/// (`offer` runs once `/run` is a fresh tmpfs and before `/tmp` is hidden; its value is
-/// returned), then fresh `/tmp`, `/dev/shm` and `/dev/mqueue`.
-pub(crate) fn finish<T>(offer: impl FnOnce() -> Result<T, String>) -> Result<T, StandInError> {
-    mount_fs("tmpfs", "/run", Some("mode=755"))?;
-    for (dir, mode) in [
-        ("/run/netns", 0o755),
-        ("/run/lock", 0o1777),
-        ("/run/mount", 0o755),
-    ] {
-        create_dir(dir, mode)?;
-    }
-    // Before `/tmp` is hidden: what the scenario is offered may come from a checkout there.
+/// Offer a scenario what it uses under `/run/nsconform` (`offer` binds it there, and its
+/// value is returned). What it binds may come from a checkout under the machine's `/tmp`,
+/// so the stand-in's own `/tmp` (still empty: nothing has run yet) is lifted meanwhile.
+pub(crate) fn offer<T>(offer: impl FnOnce() -> Result<T, String>) -> Result<T, StandInError> {
+    step(
+        "uncover the machine's /tmp",
+        nix::mount::umount2("/tmp", nix::mount::MntFlags::MNT_DETACH),
+    )?;
     let offered = offer().map_err(|cause| StandInError {
         what: "offer the probe, fixtures and root filesystems under /run/nsconform".into(),
         source: std::io::Error::other(cause),
     })?;
     mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
-    if std::path::Path::new("/dev/shm").is_dir() {
-        mount_fs("tmpfs", "/dev/shm", Some("mode=1777"))?;
-    }
-    if std::path::Path::new("/dev/mqueue").is_dir() {
-        mount_fs("mqueue", "/dev/mqueue", None)?;
-    }
     Ok(offered)
 }
 

@@ -92,8 +92,12 @@ pub(super) fn in_standin(
     };
     crate::phase_log::mark("orchestrator: scenario loaded");
     let prepared = base.and_then(|()| {
-        let offers = standin::finish(|| sources.offer_in_standin().map_err(|e| e.to_string()))
-            .map_err(|e| e.to_string())?;
+        let offers = if sources.any() {
+            standin::offer(|| sources.offer_in_standin().map_err(|e| e.to_string()))
+                .map_err(|e| e.to_string())?
+        } else {
+            Default::default()
+        };
         if let Some(root) = sources.userland_root() {
             crate::userland::enter(&root, true).map_err(|e| e.to_string())?;
         }
