@@ -10,9 +10,11 @@
 #             it printed, N times in one shell, per iteration
 #   floor     the same loop with unshare(1) replaced by ci/bench/floor.c: one unshare(2),
 #             the maps, a fork and a fresh /proc when a PID namespace is new, the exec
-# then the whole suite at 1 and 2 parallel trials with the runner's peak memory, and each
-# cached kernel's VM round trip against its bare boot.
-# Every figure is the best of $ROUNDS rounds (default 3).
+# then the whole suite at 1 and 2 parallel trials with peak memory, and, for each cached
+# kernel (`nsconform kernels list`), the VM round trip of one scenario (`nsconform vm`, from
+# the command's start to its exit) against the bare boot of the same kernel with the same
+# QEMU settings and initramfs (`nsconform vm --boot-only`: QEMU's start to its exit).
+# Every figure is the best of $ROUNDS rounds (default 3; $VM_ROUNDS, default 2, for VMs).
 #
 # Usage: ci/bench.sh [N]   (default 30)
 set -euo pipefail
@@ -66,6 +68,8 @@ bench uts "--uts" uts
 bench full "-Uurnmipf --mount-proc" user,uts,net,mount,ipc,pid,proc
 
 echo
+peak=$( { /usr/bin/time -f %M "$bin" run -j 1 "$work/uts" >/dev/null; } 2>&1 | tail -1)
+echo "harness peak RSS (largest process of a run of $n uts scenarios): ${peak} KiB"
 count=$(find scenarios -name '*.toml' | wc -l)
 declare -A suite
 for jobs in 1 2; do
@@ -77,6 +81,32 @@ for jobs in 1 2; do
     peak="? (no /usr/bin/time)"
   fi
   suite[$jobs]=$(($(now_us) - start))
-  echo "whole suite ($count scenarios) at -j $jobs: $(ms "${suite[$jobs]}") ms, runner peak RSS $peak"
+  echo "whole suite ($count scenarios) at -j $jobs: $(ms "${suite[$jobs]}") ms, peak RSS $peak (largest process, tools under test included)"
 done
 echo "speed-up of -j 2 over -j 1: $(ratio "${suite[1]}" "${suite[2]}")x on $(nproc) cores"
+
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  echo "no qemu-system-x86_64: no VM figures"
+  exit 0
+fi
+echo
+vm_rounds="${VM_ROUNDS:-2}"
+# The least value of `FIELD=` in the figures line of `nsconform vm ARGS` over $vm_rounds runs.
+vm_best() {
+  local field=$1 best="" value
+  shift
+  for _ in $(seq 1 "$vm_rounds"); do
+    value=$("$bin" vm "$@" 2>&1 | sed -n "s/.* figures: .*$field=\([0-9.]*\).*/\1/p")
+    [ -n "$value" ] || { echo "ci/bench.sh: no figures from nsconform vm $*" >&2; exit 1; }
+    if [ -z "$best" ] || awk -v a="$value" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$value; fi
+  done
+  echo "$best"
+}
+printf '%-28s %12s %12s %8s\n' kernel "bare boot" "round trip" ratio
+"$bin" kernels list 2>/dev/null | awk 'NR > 1 { print $1 }' | while read -r kernel; do
+  # The first run builds the cached initramfs base; it is not counted.
+  "$bin" vm --kernel "$kernel" --boot-only --filter uts/hostname-isolated >/dev/null 2>&1 || true
+  boot=$(vm_best qemu_s --kernel "$kernel" --boot-only --filter uts/hostname-isolated)
+  trip=$(vm_best total_s --kernel "$kernel" --filter uts/hostname-isolated)
+  printf '%-28s %10s s %10s s %8s\n' "$kernel" "$boot" "$trip" "$(ratio "$trip" "$boot")"
+done

@@ -52,7 +52,7 @@ pub(crate) const STANDIN_HOSTNAME: &str = "nsconform-host";
 const PID_MAX: &str = "/proc/sys/kernel/pid_max";
 
 /// Prepare the stand-in host as far as it does not depend on the scenario. Must run in the
-/// new mount, pid and net namespaces; [`offer`] adds what a scenario is offered.
+/// new mount, pid and net namespaces; [`finish`] completes it.
 pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), StandInError> {
     let root = |flags: MsFlags| {
         mount(
@@ -82,15 +82,6 @@ pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), 
     if cgroup2 {
         mount_fs("cgroup2", "/sys/fs/cgroup", None)?;
     }
-    mount_fs("tmpfs", "/run", Some("mode=755"))?;
-    for (dir, mode) in [
-        ("/run/netns", 0o755),
-        ("/run/lock", 0o1777),
-        ("/run/mount", 0o755),
-    ] {
-        create_dir(dir, mode)?;
-    }
-    mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
     if std::path::Path::new("/dev/shm").is_dir() {
         mount_fs("tmpfs", "/dev/shm", Some("mode=1777"))?;
     }
@@ -110,18 +101,28 @@ pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), 
     })
 }
 
-/// Offer a scenario what it uses under `/run/nsconform` (`offer` binds it there, and its
-/// value is returned). What it binds may come from a checkout under the machine's `/tmp`,
-/// so the stand-in's own `/tmp` (still empty: nothing has run yet) is lifted meanwhile.
-pub(crate) fn offer<T>(offer: impl FnOnce() -> Result<T, String>) -> Result<T, StandInError> {
-    step(
-        "uncover the machine's /tmp",
-        nix::mount::umount2("/tmp", nix::mount::MntFlags::MNT_DETACH),
-    )?;
-    let offered = offer().map_err(|cause| StandInError {
-        what: "offer the probe, fixtures and root filesystems under /run/nsconform".into(),
-        source: std::io::Error::other(cause),
-    })?;
+/// Finish the stand-in host once the scenario is loaded (it, and what it is offered, may
+/// be in a checkout under the machine's `/run` or `/tmp`): a fresh `/run`, what the scenario
+/// is offered under `/run/nsconform` (`offer` binds it; its value is returned), a fresh
+/// `/tmp`.
+pub(crate) fn finish<T: Default>(
+    offer: Option<impl FnOnce() -> Result<T, String>>,
+) -> Result<T, StandInError> {
+    mount_fs("tmpfs", "/run", Some("mode=755"))?;
+    for (dir, mode) in [
+        ("/run/netns", 0o755),
+        ("/run/lock", 0o1777),
+        ("/run/mount", 0o755),
+    ] {
+        create_dir(dir, mode)?;
+    }
+    let offered = match offer {
+        Some(offer) => offer().map_err(|cause| StandInError {
+            what: "offer the probe, fixtures and root filesystems under /run/nsconform".into(),
+            source: std::io::Error::other(cause),
+        })?,
+        None => T::default(),
+    };
     mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
     Ok(offered)
 }

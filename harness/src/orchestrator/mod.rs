@@ -147,8 +147,11 @@ impl<'a> Orchestrator<'a> {
             }
             reap();
         }
-        self.emit(&Event::Finished);
         crate::phase_log::mark("orchestrator: steps done");
+        // Let the actors end now (at the end of their control sockets), while the supervisor
+        // reads the last event, instead of being killed one by one when this PID 1 exits.
+        self.actors.clear();
+        self.emit(&Event::Finished);
         0
     }
 

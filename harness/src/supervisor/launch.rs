@@ -28,6 +28,19 @@ pub(super) struct Running {
     pub(super) events: OwnedFd,
     /// The scenario's cgroups, removed after it.
     pub(super) containment: Containment,
+    /// The stand-in's mount and network namespaces, held open (see [`hold_namespaces`]).
+    pub(super) namespaces: Vec<OwnedFd>,
+}
+
+/// Open the mount and network namespaces of the stand-in whose PID 1 is `child`. Held by
+/// the supervisor until it exits, they are torn down then, after its report, rather than
+/// when the stand-in's last process exits, which the report waits for.
+fn hold_namespaces(child: Pid) -> Vec<OwnedFd> {
+    ["mnt", "net"]
+        .iter()
+        .filter_map(|kind| std::fs::File::open(format!("/proc/{child}/ns/{kind}")).ok())
+        .map(OwnedFd::from)
+        .collect()
 }
 
 /// Fork the orchestrator of `loaded` (already known) on the host `mode` asks for.
@@ -70,6 +83,10 @@ pub(super) fn fork_cold(
             child,
             events: events_in,
             containment,
+            namespaces: match mode {
+                HostMode::StandIn => hold_namespaces(child),
+                HostMode::Real => Vec::new(),
+            },
         }),
     }
 }
@@ -90,6 +107,7 @@ pub(super) struct WarmStandIn {
     /// Where the scenario's path goes (closed empty: no scenario).
     go: OwnedFd,
     containment: Containment,
+    namespaces: Vec<OwnedFd>,
 }
 
 impl WarmStandIn {
@@ -126,6 +144,7 @@ impl WarmStandIn {
                 events: events_in,
                 go: go_out,
                 containment,
+                namespaces: hold_namespaces(child),
             }),
         }
     }
@@ -156,6 +175,7 @@ impl WarmStandIn {
             child: self.child,
             events: self.events,
             containment: self.containment,
+            namespaces: self.namespaces,
         })
     }
 

@@ -305,6 +305,7 @@ fn run(
         child,
         events,
         containment,
+        namespaces,
     } = match started {
         Ok(running) => running,
         Err(reason) => return Outcome::Failed { step: None, reason },
@@ -322,6 +323,8 @@ fn run(
     if let Err(leak) = &cleanup {
         eprintln!("nsconform: cleanup failed: {leak}");
     }
+    // Closed when this process exits, after the report: tearing them down is off its path.
+    std::mem::forget(namespaces);
     match (outcome, cleanup) {
         (Outcome::Passed, Err(leak)) => Outcome::Failed {
             step: None,

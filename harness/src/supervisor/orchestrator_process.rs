@@ -92,12 +92,8 @@ pub(super) fn in_standin(
     };
     crate::phase_log::mark("orchestrator: scenario loaded");
     let prepared = base.and_then(|()| {
-        let offers = if sources.any() {
-            standin::offer(|| sources.offer_in_standin().map_err(|e| e.to_string()))
-                .map_err(|e| e.to_string())?
-        } else {
-            Default::default()
-        };
+        let offer = || sources.offer_in_standin().map_err(|e| e.to_string());
+        let offers = standin::finish(sources.any().then_some(offer)).map_err(|e| e.to_string())?;
         if let Some(root) = sources.userland_root() {
             crate::userland::enter(&root, true).map_err(|e| e.to_string())?;
         }

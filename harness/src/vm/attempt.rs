@@ -13,7 +13,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::guest::{BANNER, RUNNING};
+use super::guest::{BANNER, POWER_OFF, RUNNING, SENDING};
 
 /// Errors starting QEMU.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,12 @@ pub(crate) struct Report {
     pub(crate) booted_after: Option<Duration>,
     /// Time from starting QEMU to the suite starting inside.
     pub(crate) suite_after: Option<Duration>,
+    /// Time from starting QEMU to the guest starting to send its results.
+    pub(crate) sending_after: Option<Duration>,
+    /// Time from starting QEMU to the guest's init powering off.
+    pub(crate) off_after: Option<Duration>,
+    /// The run's own summary line (`2 passed, 0 failed, 0 skipped, 0 invalid`), the last seen.
+    pub(crate) run_summary: Option<String>,
     /// Time from starting QEMU to its exit (or kill).
     pub(crate) elapsed: Duration,
     /// The last lines of the console.
@@ -150,6 +156,9 @@ pub(crate) fn run(mut command: Command, watch: &Watch<'_>) -> Result<Report, Att
         ending,
         booted_after: progress.booted,
         suite_after: progress.suite,
+        sending_after: progress.sending,
+        off_after: progress.off,
+        run_summary: progress.summary,
         elapsed: started.elapsed(),
         console_tail: tail.split_off(skip),
         qemu_errors: first_lines(&qemu_log, 5),
@@ -182,6 +191,9 @@ struct Progress {
     done: usize,
     booted: Option<Duration>,
     suite: Option<Duration>,
+    sending: Option<Duration>,
+    off: Option<Duration>,
+    summary: Option<String>,
 }
 
 impl Progress {
@@ -193,6 +205,9 @@ impl Progress {
             done: 0,
             booted: None,
             suite: None,
+            sending: None,
+            off: None,
+            summary: None,
         }
     }
 
@@ -205,6 +220,15 @@ impl Progress {
         }
         if line.starts_with(RUNNING) && self.suite.is_none() {
             self.suite = Some(elapsed);
+        }
+        if line.starts_with(SENDING) && self.sending.is_none() {
+            self.sending = Some(elapsed);
+        }
+        if line.starts_with(POWER_OFF) && self.off.is_none() {
+            self.off = Some(elapsed);
+        }
+        if is_run_summary(line) {
+            self.summary = Some(line.to_string());
         }
         let count = if is_outcome(line) {
             self.done += 1;
@@ -249,6 +273,17 @@ pub(crate) fn is_outcome(line: &str) -> bool {
         .any(|word| line.starts_with(word))
 }
 
+/// Whether a line is the summary `nsconform run` ends with
+/// (`2 passed, 0 failed, 0 skipped, 0 invalid`).
+pub(crate) fn is_run_summary(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.len() == 8
+        && words
+            .chunks(2)
+            .zip(["passed,", "failed,", "skipped,", "invalid"])
+            .all(|(pair, word)| pair[0].parse::<u64>().is_ok() && pair[1] == word)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,13 +298,23 @@ mod tests {
     }
 
     #[test]
+    fn the_run_summary_line_is_recognised() {
+        assert!(is_run_summary("2 passed, 0 failed, 1 skipped, 0 invalid"));
+        assert!(!is_run_summary("2 passed, 0 failed, 1 skipped"));
+        assert!(!is_run_summary("x passed, 0 failed, 1 skipped, 0 invalid"));
+        assert!(!is_run_summary("PASS uts/hostname-isolated (41 ms)"));
+    }
+
+    #[test]
     fn a_command_is_watched_until_it_exits() {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new("sh");
         command.args([
             "-c",
             "echo 'nsconform-vm: init started'; echo 'nsconform-vm: running the suite'; \
-             echo 'PASS a (1 ms)'; echo oops >&2",
+             echo 'PASS a (1 ms)'; echo '1 passed, 0 failed, 0 skipped, 0 invalid'; \
+             echo 'nsconform-vm: sending results'; echo 'nsconform-vm: powering off'; \
+             echo oops >&2",
         ]);
         let watch = Watch {
             dir: dir.path(),
@@ -281,13 +326,19 @@ mod tests {
         assert!(matches!(report.ending, Ending::Exited(status) if status.success()));
         assert!(report.booted_after.is_some());
         assert!(report.suite_after.is_some());
+        assert!(report.sending_after.is_some());
+        assert!(report.off_after.is_some());
+        assert_eq!(
+            report.run_summary.as_deref(),
+            Some("1 passed, 0 failed, 0 skipped, 0 invalid")
+        );
         assert_eq!(
             report.console_tail.last().map(String::as_str),
-            Some("PASS a (1 ms)")
+            Some("nsconform-vm: powering off")
         );
         assert_eq!(report.qemu_errors, "oops");
         let log = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
-        assert!(log.ends_with("suite\nPASS a (1 ms)\n"), "{log}");
+        assert!(log.contains("suite\nPASS a (1 ms)\n1 passed"), "{log}");
     }
 
     #[test]

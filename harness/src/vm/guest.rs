@@ -11,12 +11,17 @@
 //! kernel refuses those to a process that looks chrooted). Then it mounts what a booted
 //! Debian system has (`/proc`, `/sys`, `/dev` with `pts`, `shm` and `mqueue`, cgroup2 with
 //! every controller enabled, a tmpfs `/run`; `/tmp` stays a directory of the root), sets the
-//! hostname, brings `lo` up, and runs `nsconform run --results /tmp/results.json OPTIONS
+//! hostname, brings `lo` up, and runs `nsconform run [--results /tmp/results.json] OPTIONS
 //! scenarios` with the options from `/nsconform/vm.json` and `NSCONFORM_TIMEOUT_SCALE` from
 //! the kernel command line (the kernel hands unknown `NAME=value` parameters to init as its
-//! environment). The run prints to the console (`ttyS0`), which the host shows as progress.
-//! Init reaps every orphan meanwhile, then sends the results file over the second serial port
+//! environment). `--results` only when the host asked for a results file: writing one
+//! probes every feature, which takes seconds under TCG. The run prints to the console
+//! (`ttyS0`), which the host shows as progress. Init reaps every orphan meanwhile, then sends
+//! the results file (or nothing, with the run's exit status) over the second serial port
 //! (`ttyS1`, raw mode, framed as in `frame.rs`) and powers the machine off.
+//!
+//! With `boot_only` in the options (`nsconform vm --boot-only`), init powers off as soon as
+//! it has read them: the boot alone, for comparison.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -49,6 +54,8 @@ pub(crate) const BANNER: &str = "nsconform-vm: init started";
 pub(crate) const RUNNING: &str = "nsconform-vm: running the suite";
 /// The console line before the results are sent.
 pub(crate) const SENDING: &str = "nsconform-vm: sending results";
+/// The console line just before init powers the machine off.
+pub(crate) const POWER_OFF: &str = "nsconform-vm: powering off";
 
 /// Errors of the guest's init.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +89,12 @@ pub(crate) struct GuestConfig {
     pub(crate) run_args: Vec<String>,
     /// The guest's hostname.
     pub(crate) hostname: String,
+    /// Whether the run writes a results file to send back (`nsconform vm --results`): the
+    /// run then probes every feature for it. Without it, only the features the scenarios
+    /// need are probed and the run's exit status comes back alone.
+    pub(crate) results: bool,
+    /// Power off as soon as init starts (`nsconform vm --boot-only`: the bare boot).
+    pub(crate) boot_only: bool,
 }
 
 /// Run as the guest's init; powers the machine off and never returns normally.
@@ -91,7 +104,11 @@ pub(crate) fn init() -> ExitCode {
         return ExitCode::from(2);
     }
     say(&format!("{BANNER} ({:.2} s after boot)", uptime()));
-    let exit = match prepare().and_then(|config| run_suite(&config)) {
+    let config = read_config();
+    if config.as_ref().is_ok_and(|config| config.boot_only) {
+        return power_off();
+    }
+    let exit = match config.and_then(|config| prepare(&config).and_then(|()| run_suite(&config))) {
         Ok(exit) => exit,
         Err(err) => {
             say(&format!("nsconform-vm: {err}"));
@@ -103,6 +120,12 @@ pub(crate) fn init() -> ExitCode {
     if let Err(err) = send(&frame::encode(exit, &payload)) {
         say(&format!("nsconform-vm: {err}"));
     }
+    power_off()
+}
+
+/// Flush the file systems and power the machine off; returns only when that failed.
+fn power_off() -> ExitCode {
+    say(&format!("{POWER_OFF} ({:.2} s after boot)", uptime()));
     nix::unistd::sync();
     let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     // Only reached when power-off failed; exiting makes the kernel panic, and `panic=-1`
@@ -111,22 +134,25 @@ pub(crate) fn init() -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Switch to a real root mount, mount the usual file systems, and read the options.
-fn prepare() -> Result<GuestConfig, GuestError> {
-    switch_root()?;
-    mount_all()?;
+/// The run's options, from the initramfs.
+fn read_config() -> Result<GuestConfig, GuestError> {
     let text =
         std::fs::read_to_string(CONFIG_PATH).map_err(|e| GuestError::Config(e.to_string()))?;
-    let config: GuestConfig =
-        serde_json::from_str(&text).map_err(|e| GuestError::Config(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| GuestError::Config(e.to_string()))
+}
+
+/// Switch to a real root mount and mount the usual file systems.
+fn prepare(config: &GuestConfig) -> Result<(), GuestError> {
+    switch_root()?;
+    mount_all()?;
     nix::unistd::sethostname(&config.hostname).map_err(|errno| setup("sethostname", errno))?;
     enable_controllers();
     // A booted machine has its loopback up; the scenarios' stand-in hosts get their own.
-    let _ = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .env("PATH", GUEST_PATH)
-        .status();
-    Ok(config)
+    // (The ioctl `ip link set lo up` amounts to, without starting a program under TCG.)
+    if let Err(err) = crate::sys::set_loopback_up() {
+        say(&format!("nsconform-vm: cannot bring lo up: {err}"));
+    }
+    Ok(())
 }
 
 fn setup(what: &str, errno: nix::Error) -> GuestError {
@@ -232,10 +258,12 @@ fn enable_controllers() {
 /// Run the suite and reap orphans until it ends; its exit status.
 fn run_suite(config: &GuestConfig) -> Result<u8, GuestError> {
     say(&format!("{RUNNING} ({:.2} s after boot)", uptime()));
-    let child = Command::new(GUEST_BINARY)
-        .arg("run")
-        .arg("--results")
-        .arg(RESULTS_FILE)
+    let mut command = Command::new(GUEST_BINARY);
+    command.arg("run");
+    if config.results {
+        command.arg("--results").arg(RESULTS_FILE);
+    }
+    let child = command
         .args(&config.run_args)
         .arg("scenarios")
         .current_dir(
@@ -311,6 +339,8 @@ mod tests {
         let config = GuestConfig {
             run_args: vec!["--jobs".into(), "2".into()],
             hostname: "nsconform-vm".into(),
+            results: true,
+            boot_only: false,
         };
         let text = serde_json::to_string(&config).unwrap();
         assert_eq!(serde_json::from_str::<GuestConfig>(&text).unwrap(), config);

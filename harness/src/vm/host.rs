@@ -5,24 +5,30 @@
 //! [`KVM_BOOT_LIMIT`]) the same boot is started again under TCG, and that is said. A boot that
 //! ends without results (QEMU crashed, the guest panicked, the transfer was cut) is retried
 //! once, saying why; a boot that ran out of time is not, since a second one would too.
+//!
+//! With `--boot-only` the guest's init powers off as soon as it starts: the boot is the bare
+//! boot of the kernel with the same QEMU settings and initramfs, for comparison with a run.
+//! Either way the command ends with a `figures:` line (`summary.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::attempt::{self, Ending, Watch};
-use super::frame::{self, Frame};
+use super::cache::Cache;
+use super::frame;
 use super::guest::GuestConfig;
 use super::initramfs::{self, Contents};
 use super::kernel::{ImageKind, Kernel};
 use super::qemu::{self, Accel, Machine};
-use crate::results::{Results, VmRun};
+use super::summary::{finish, seconds, Figures};
+use crate::results::VmRun;
 
 /// How long a KVM boot may take to reach init before KVM counts as unusable.
 const KVM_BOOT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Exit status when the VM gave no results (as `nsconform run` uses 1 for failures).
-const NO_RESULTS: u8 = 1;
+pub(super) const NO_RESULTS: u8 = 1;
 
 /// Which accelerator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,12 +64,15 @@ pub(crate) struct Plan {
     pub(crate) results: Option<PathBuf>,
     /// Keep the work directory.
     pub(crate) keep: bool,
+    /// Where the initramfs's base is cached (`None`: not cached).
+    pub(crate) cache: Option<PathBuf>,
+    /// When the command started (the round trip is measured from here).
+    pub(crate) started: Instant,
 }
 
 /// Run the plan; the exit status of the suite inside, or 1 without results.
 pub(crate) fn run(mut plan: Plan) -> ExitCode {
-    let started = Instant::now();
-    let deadline = started + plan.time_limit;
+    let deadline = plan.started + plan.time_limit;
     match qemu::version() {
         Ok(version) => say(&format!("using {version}")),
         Err(message) => {
@@ -78,21 +87,28 @@ pub(crate) fn run(mut plan: Plan) -> ExitCode {
             return ExitCode::from(NO_RESULTS);
         }
     };
-    let code = boot_and_collect(&mut plan, &work, started, deadline);
+    let (code, figures) = boot_and_collect(&mut plan, &work, deadline);
     if plan.keep {
         say(&format!("work directory kept: {}", work.display()));
     } else {
         let _ = std::fs::remove_dir_all(&work);
     }
+    if let Some(mut figures) = figures {
+        figures.total = plan.started.elapsed();
+        say(&figures.to_string());
+    }
     ExitCode::from(code)
 }
 
-fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: Instant) -> u8 {
+/// Build the initramfs, boot (again after a failed KVM start or a boot without results),
+/// and pass the outcome on; the exit status, and the figures when a boot completed.
+fn boot_and_collect(plan: &mut Plan, work: &Path, deadline: Instant) -> (u8, Option<Figures>) {
+    let code = |code: u8| (code, None);
     let binary = match std::env::current_exe() {
         Ok(binary) => binary,
         Err(err) => {
             say(&format!("cannot find my own binary: {err}"));
-            return NO_RESULTS;
+            return code(NO_RESULTS);
         }
     };
     let initrd = work.join("initramfs.cpio");
@@ -104,18 +120,28 @@ fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: In
         config: &plan.guest,
     };
     let built_at = Instant::now();
-    let built = match initramfs::build(&contents, &initrd) {
+    let cache = plan.cache.as_deref().map(Cache::at);
+    let built = match initramfs::build(&contents, &initrd, cache.as_ref()) {
         Ok(built) => built,
         Err(err) => {
             say(&format!("cannot build the initramfs: {err}"));
-            return NO_RESULTS;
+            return code(NO_RESULTS);
         }
     };
+    let initramfs_time = built_at.elapsed();
+    if let Some(err) = &built.cache_error {
+        say(&format!("the initramfs's base could not be cached: {err}"));
+    }
     say(&format!(
-        "initramfs: {} entries, {:.1} MB, built in {:.1} s{}",
+        "initramfs: {} entries, {:.1} MB, {} in {:.2} s{}",
         built.entries,
         built.bytes as f64 / 1e6,
-        built_at.elapsed().as_secs_f64(),
+        if built.cached {
+            "cached base reused"
+        } else {
+            "built"
+        },
+        initramfs_time.as_secs_f64(),
         match plan.kernel.modules {
             Some(_) => String::new(),
             None => "; no modules tree found (link kinds built as modules will be missing; \
@@ -149,15 +175,20 @@ fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: In
         let dir = work.join(format!("boot-{boot}"));
         if let Err(err) = std::fs::create_dir_all(&dir) {
             say(&format!("{}: {err}", dir.display()));
-            return NO_RESULTS;
+            return code(NO_RESULTS);
         }
         let port = dir.join("results.serial");
         say(&format!(
-            "booting {} ({}) under {accel}: {} vCPU, {} MiB, {} scenario(s), timeouts x{}",
+            "booting {} ({}) under {accel}{}: {} vCPU, {} MiB, {} scenario(s), timeouts x{}",
             plan.kernel.release.as_deref().unwrap_or("kernel"),
             match plan.kernel.kind {
                 ImageKind::Elf => "vmlinux via PVH",
                 ImageKind::BzImage => "bzImage",
+            },
+            if plan.guest.boot_only {
+                ", to power off at once (--boot-only)"
+            } else {
+                ""
             },
             plan.machine.cpus,
             plan.machine.memory_mib,
@@ -176,12 +207,42 @@ fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: In
             Ok(report) => report,
             Err(err) => {
                 say(&err.to_string());
-                return NO_RESULTS;
+                return code(NO_RESULTS);
             }
         };
+        let figures = Figures {
+            mode: if plan.guest.boot_only {
+                "boot-only"
+            } else {
+                "run"
+            },
+            kernel: plan
+                .kernel
+                .release
+                .clone()
+                .unwrap_or_else(|| plan.kernel.image.display().to_string()),
+            accel: accel.to_string().to_lowercase(),
+            scenarios: plan.scenarios.len(),
+            attempts: 1 + u32::from(retried),
+            initramfs: initramfs_time,
+            init: report.booted_after,
+            qemu: report.elapsed,
+            total: Duration::ZERO,
+        };
+        let powered_off = report.off_after.is_some() && matches!(report.ending, Ending::Exited(_));
+        if plan.guest.boot_only && powered_off {
+            say(&format!(
+                "bare boot of {}: init started at {}, powered off at {}, QEMU exited at {:.2} s",
+                figures.kernel,
+                seconds(report.booted_after),
+                seconds(report.off_after),
+                report.elapsed.as_secs_f64()
+            ));
+            return (0, Some(figures));
+        }
         let received = std::fs::read(&port).unwrap_or_default();
         let decoded = frame::decode(&received);
-        if let Ok(frame) = decoded {
+        if let (Ok(frame), false) = (&decoded, plan.guest.boot_only) {
             let run = VmRun {
                 kernel: plan.kernel.release.clone(),
                 accelerator: Some(accel.to_string().to_lowercase()),
@@ -190,7 +251,8 @@ fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: In
                 // The KVM try that fell back to TCG is not counted: only retries are.
                 attempts: Some(1 + u32::from(retried)),
             };
-            return finish(plan, frame, &report, run, started);
+            let code = finish(plan.results.as_deref(), plan.started, frame, &report, run);
+            return (code, Some(figures));
         }
         if accel == Accel::Kvm && plan.accel == AccelChoice::Auto && report.booted_after.is_none() {
             say(&format!(
@@ -200,19 +262,19 @@ fn boot_and_collect(plan: &mut Plan, work: &Path, started: Instant, deadline: In
             accel = Accel::Tcg;
             continue;
         }
-        let why = failure(&report, decoded.err());
+        let why = failure(&report, decoded.err().filter(|_| !plan.guest.boot_only));
         if report.ending == Ending::TimedOut {
             say(&format!("no results: {why}"));
-            return NO_RESULTS;
+            return code(NO_RESULTS);
         }
         if retried {
             say(&format!("no results again, giving up: {why}"));
-            return NO_RESULTS;
+            return code(NO_RESULTS);
         }
         say(&format!("no results from the VM, retrying once: {why}"));
         retried = true;
     }
-    NO_RESULTS
+    code(NO_RESULTS)
 }
 
 /// Why a boot brought nothing back, with the evidence.
@@ -244,89 +306,6 @@ fn failure(report: &attempt::Report, error: Option<frame::FrameError>) -> String
     why
 }
 
-/// Write the results (with the `vm` object added), summarise, and pass the suite's status on.
-fn finish(plan: &Plan, frame: Frame, report: &attempt::Report, run: VmRun, started: Instant) -> u8 {
-    if frame.payload.is_empty() {
-        say(&format!(
-            "the run inside wrote no results file (exit {})",
-            frame.exit
-        ));
-        return frame.exit.max(NO_RESULTS);
-    }
-    if let Some(path) = &plan.results {
-        let written = match with_vm_run(&frame.payload, run) {
-            Ok(text) => std::fs::write(path, text),
-            Err(err) => {
-                say(&format!(
-                    "the results file is not in the expected schema ({err}); written as it came"
-                ));
-                std::fs::write(path, &frame.payload)
-            }
-        };
-        if let Err(err) = written {
-            say(&format!("cannot write {}: {err}", path.display()));
-            return NO_RESULTS;
-        }
-    }
-    let summary = Summary::of(&frame.payload);
-    let seconds =
-        |d: Option<Duration>| d.map_or("?".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
-    say(&format!(
-        "{}: {} passed, {} failed, {} skipped, {} invalid; kernel booted (init) at {}, suite \
-         started at {}, suite {:.1} s, VM {:.1} s, whole command {:.1} s{}",
-        summary.kernel,
-        summary.passed,
-        summary.failed,
-        summary.skipped,
-        summary.invalid,
-        seconds(report.booted_after),
-        seconds(report.suite_after),
-        summary.duration_ms as f64 / 1000.0,
-        report.elapsed.as_secs_f64(),
-        started.elapsed().as_secs_f64(),
-        plan.results
-            .as_ref()
-            .map_or(String::new(), |p| format!("; results in {}", p.display())),
-    ));
-    frame.exit
-}
-
-/// The results file with the `vm` object (how the VM run went) added.
-fn with_vm_run(payload: &[u8], run: VmRun) -> Result<String, serde_json::Error> {
-    let mut results: Results = serde_json::from_slice(payload)?;
-    results.vm = Some(run);
-    Ok(serde_json::to_string_pretty(&results)? + "\n")
-}
-
-/// The few numbers of a results file shown at the end.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Summary {
-    kernel: String,
-    passed: u64,
-    failed: u64,
-    skipped: u64,
-    invalid: u64,
-    duration_ms: u64,
-}
-
-impl Summary {
-    fn of(payload: &[u8]) -> Summary {
-        let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
-        let number = |key: &str| value["summary"][key].as_u64().unwrap_or(0);
-        Summary {
-            kernel: value["machine"]["kernel_release"]
-                .as_str()
-                .unwrap_or("guest")
-                .to_string(),
-            passed: number("passed"),
-            failed: number("failed"),
-            skipped: number("skipped"),
-            invalid: number("invalid"),
-            duration_ms: number("duration_ms"),
-        }
-    }
-}
-
 /// A fresh private directory for this run's files.
 fn work_dir() -> std::io::Result<PathBuf> {
     let nanos = std::time::SystemTime::now()
@@ -346,7 +325,7 @@ fn nonempty<'a>(text: &'a str, otherwise: &'a str) -> &'a str {
 }
 
 /// A line of the command's own (as opposed to the guest's console).
-fn say(line: &str) {
+pub(super) fn say(line: &str) {
     attempt::show(&format!("nsconform vm: {line}"));
 }
 
@@ -355,29 +334,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_summary_is_read_from_a_results_file() {
-        let payload = br#"{"machine": {"kernel_release": "6.1.0-57-cloud-amd64"},
-            "summary": {"passed": 80, "failed": 1, "skipped": 2, "invalid": 0, "duration_ms": 150000}}"#;
-        assert_eq!(
-            Summary::of(payload),
-            Summary {
-                kernel: "6.1.0-57-cloud-amd64".into(),
-                passed: 80,
-                failed: 1,
-                skipped: 2,
-                invalid: 0,
-                duration_ms: 150_000,
-            }
-        );
-        assert_eq!(Summary::of(b"not json").kernel, "guest");
-    }
-
-    #[test]
     fn a_failure_names_the_ending_the_frame_error_and_the_console() {
         let report = attempt::Report {
             ending: Ending::TimedOut,
             booted_after: Some(Duration::from_secs(3)),
             suite_after: Some(Duration::from_secs(4)),
+            sending_after: None,
+            off_after: None,
+            run_summary: None,
             elapsed: Duration::from_secs(900),
             console_tail: vec!["PASS a (1 ms)".into()],
             qemu_errors: String::new(),

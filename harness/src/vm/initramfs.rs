@@ -6,7 +6,13 @@
 //! so on, found on this machine's `PATH` directories — with their shared libraries and the
 //! dynamic loader, a few files of `/etc` (users and groups, `os-release`, iproute2's tables),
 //! the kernel modules for link kinds and overlayfs, and the run's options (`/nsconform/vm.json`).
-//! Busybox is not used: its applets (`ip`, `unshare`) behave differently from the real tools.
+//! Busybox is not used: its applets (`ip`, `unshare`) behave differently from the real tools
+//! (the list is in `tools.rs`).
+//!
+//! It is written as two archives one after the other, which the kernel unpacks in order: the
+//! *base* (binary, tools, libraries, `/etc`), the same from run to run and kept in a cache
+//! (`cache.rs`), and a small second part made for each run (the kernel's modules, the
+//! scenarios, tools only some scenarios require, the options).
 //!
 //! The binary is dynamically linked and travels with its libraries like every other
 //! program: no second, static build is needed, and the guest runs exactly the binary that was
@@ -16,10 +22,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::cache::{self, Cache, Key, Record};
 use super::guest::{GuestConfig, CONFIG_PATH, GUEST_BINARY, GUEST_SCENARIOS};
 use super::libs::{self, LibsError};
 use super::modules::{self, ModulesError};
 use super::rootfs::{Rootfs, RootfsError};
+use super::tools::{find_tool, perl_files, TOOLS};
 
 /// Errors building the initramfs.
 #[derive(Debug, thiserror::Error)]
@@ -46,123 +54,8 @@ pub(crate) enum InitramfsError {
     Config(#[from] serde_json::Error),
 }
 
-/// Programs the guest gets when this machine has them: what the scenarios run, what the
-/// harness itself runs, and common tools a new scenario is likely to use. A scenario's
-/// `requires.commands` are added to these.
-pub(crate) const TOOLS: &[&str] = &[
-    // shells and coreutils
-    "sh",
-    "dash",
-    "bash",
-    "cat",
-    "id",
-    "stat",
-    "ls",
-    "mkdir",
-    "rmdir",
-    "rm",
-    "touch",
-    "chown",
-    "chmod",
-    "ln",
-    "cp",
-    "mv",
-    "readlink",
-    "realpath",
-    "sleep",
-    "timeout",
-    "test",
-    "[",
-    "true",
-    "false",
-    "echo",
-    "printf",
-    "sort",
-    "uniq",
-    "head",
-    "tail",
-    "tr",
-    "cut",
-    "wc",
-    "env",
-    "uname",
-    "kill",
-    "seq",
-    "tee",
-    "basename",
-    "dirname",
-    "date",
-    "mktemp",
-    "nproc",
-    "whoami",
-    "sync",
-    "stty",
-    "dd",
-    "df",
-    "du",
-    "yes",
-    "mknod",
-    "mkfifo",
-    "chroot",
-    "nice",
-    "nohup",
-    // text tools
-    "grep",
-    "sed",
-    "awk",
-    "find",
-    "xargs",
-    // util-linux
-    "unshare",
-    "nsenter",
-    "lsns",
-    "mount",
-    "umount",
-    "findmnt",
-    "setpriv",
-    "setsid",
-    "prlimit",
-    "pivot_root",
-    "switch_root",
-    "ipcmk",
-    "ipcs",
-    "ipcrm",
-    "chrt",
-    "taskset",
-    "getopt",
-    // procps
-    "ps",
-    "pgrep",
-    "pkill",
-    "sysctl",
-    "pidof",
-    "free",
-    // networking
-    "ip",
-    "bridge",
-    "ping",
-    "hostname",
-    "domainname",
-    // modules (the kernel runs /sbin/modprobe to load a link kind on demand)
-    "modprobe",
-    "insmod",
-    "lsmod",
-    // perl, for System V IPC from a one-liner
-    "perl",
-];
-
-/// Perl modules the scenarios load (with what they load in turn).
-const PERL_MODULES: &[&str] = &["strict", "warnings", "IPC::SysV"];
-
-/// Directories searched for the tools, in `PATH` order.
-const SEARCH: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
+/// The dynamic loader's cache (what `ldd` resolves libraries with).
+const LD_SO_CACHE: &str = "/etc/ld.so.cache";
 
 /// `/etc` files copied from this machine when present.
 const ETC_FILES: &[&str] = &[
@@ -196,40 +89,122 @@ pub(crate) struct Built {
     pub(crate) bytes: u64,
     /// Tools this machine does not have (scenarios that need them are skipped inside).
     pub(crate) missing_tools: Vec<String>,
+    /// Whether the base came from the cache.
+    pub(crate) cached: bool,
+    /// Why a new base could not be stored in the cache, if it could not.
+    pub(crate) cache_error: Option<String>,
 }
 
-/// Collect the guest's files and write them to `archive` as an uncompressed cpio (a stripped
-/// copy of the binary is made beside it when `strip` is there).
-pub(crate) fn build(contents: &Contents<'_>, archive: &Path) -> Result<Built, InitramfsError> {
-    let mut rootfs = Rootfs::new();
-    skeleton(&mut rootfs)?;
-    let stripped = archive.with_file_name("nsconform");
-    let binary = if strip(contents.binary, &stripped) {
-        stripped.as_path()
-    } else {
-        contents.binary
+/// Write the guest's files to `archive` as an uncompressed cpio: the base (the binary, the
+/// tools, `/etc`; from `cache` when it has it, else collected and stored there; a stripped
+/// copy of the binary is made beside `archive` when `strip` is there), followed by a second
+/// archive with the modules, the scenarios, the extra tools and the options (see `cache.rs`).
+pub(crate) fn build(
+    contents: &Contents<'_>,
+    archive: &Path,
+    cache: Option<&Cache>,
+) -> Result<Built, InitramfsError> {
+    let create = |source| InitramfsError::Create {
+        path: archive.to_path_buf(),
+        source,
     };
-    rootfs.host_file_as(Path::new(GUEST_BINARY), binary)?;
-    for lib in libs::needed_by(contents.binary)? {
-        rootfs.host_path(&lib)?;
+    let key = base_key(contents.binary);
+    let mut cache_error = None;
+    // (A base removed meanwhile by another run's clean-up is written afresh.)
+    let found = cache
+        .and_then(|cache| cache.lookup(&key))
+        .and_then(|(stored, record)| Some((std::fs::copy(stored, archive).ok()?, record)));
+    let (base_bytes, record, cached) = match found {
+        Some((bytes, record)) => (bytes, record, true),
+        None => {
+            let (bytes, record) = write_base(contents.binary, key, archive)?;
+            if let Some(cache) = cache {
+                cache_error = cache
+                    .store(archive, bytes, &record)
+                    .err()
+                    .map(|e| e.to_string());
+            }
+            (bytes, record, false)
+        }
+    };
+    let mut tail = Rootfs::new();
+    merged_usr_links(&mut tail)?;
+    let mut missing_tools = record.missing_tools;
+    for tool in contents.extra_tools {
+        if TOOLS.contains(&tool.as_str()) {
+            continue;
+        }
+        match find_tool(tool) {
+            Some(path) => add_program(&mut tail, &path)?,
+            None => missing_tools.push(tool.clone()),
+        }
+    }
+    if let Some(dir) = contents.modules {
+        let release = dir.file_name().map(PathBuf::from).unwrap_or_default();
+        let guest_dir = Path::new("/lib/modules").join(release);
+        for file in modules::files_to_copy(dir)? {
+            let relative = file.strip_prefix(dir).unwrap_or(&file);
+            tail.host_file_as(&guest_dir.join(relative), &file)?;
+        }
     }
     for (name, path) in contents.scenarios {
         let guest = Path::new(GUEST_SCENARIOS).join(format!("{name}.toml"));
-        rootfs.host_file_as(&guest, path)?;
+        tail.host_file_as(&guest, path)?;
+    }
+    tail.bytes(
+        Path::new(CONFIG_PATH),
+        serde_json::to_vec_pretty(contents.config)?,
+        0o644,
+    )?;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(archive)
+        .map_err(create)?;
+    let tail_bytes = tail.write_cpio(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    missing_tools.sort();
+    Ok(Built {
+        entries: record.entries + tail.len(),
+        bytes: base_bytes + tail_bytes,
+        missing_tools,
+        cached,
+        cache_error,
+    })
+}
+
+/// What decides the base: the binary as it is now, and where each tool is.
+fn base_key(binary: &Path) -> Key {
+    Key {
+        binary: (binary.to_path_buf(), cache::stamp(binary)),
+        tools: TOOLS
+            .iter()
+            .map(|tool| (tool.to_string(), find_tool(tool)))
+            .collect(),
+    }
+}
+
+/// Collect the base (the files every run has) and write it to `archive`; its size and the
+/// record to cache it with.
+fn write_base(binary: &Path, key: Key, archive: &Path) -> Result<(u64, Record), InitramfsError> {
+    let mut rootfs = Rootfs::new();
+    skeleton(&mut rootfs)?;
+    let stripped = archive.with_file_name("nsconform");
+    let guest_binary = if strip(binary, &stripped) {
+        stripped.as_path()
+    } else {
+        binary
+    };
+    rootfs.host_file_as(Path::new(GUEST_BINARY), guest_binary)?;
+    for lib in libs::needed_by(binary)? {
+        rootfs.host_path(&lib)?;
     }
     let mut missing_tools = Vec::new();
-    let wanted: BTreeSet<&str> = TOOLS
-        .iter()
-        .copied()
-        .chain(contents.extra_tools.iter().map(String::as_str))
-        .collect();
-    for tool in wanted {
-        match find_tool(tool) {
-            Some(path) => add_program(&mut rootfs, &path)?,
-            None => missing_tools.push(tool.to_string()),
+    for (tool, found) in &key.tools {
+        match found {
+            Some(path) => add_program(&mut rootfs, path)?,
+            None => missing_tools.push(tool.clone()),
         }
     }
-    if find_tool("perl").is_some() {
+    if key.tools.get("perl").is_some_and(Option::is_some) {
         for file in perl_files() {
             add_program(&mut rootfs, &file)?;
         }
@@ -239,29 +214,25 @@ pub(crate) fn build(contents: &Contents<'_>, archive: &Path) -> Result<Built, In
             rootfs.host_path(Path::new(etc))?;
         }
     }
-    if let Some(dir) = contents.modules {
-        let release = dir.file_name().map(PathBuf::from).unwrap_or_default();
-        let guest_dir = Path::new("/lib/modules").join(release);
-        for file in modules::files_to_copy(dir)? {
-            let relative = file.strip_prefix(dir).unwrap_or(&file);
-            rootfs.host_file_as(&guest_dir.join(relative), &file)?;
-        }
-    }
-    rootfs.bytes(
-        Path::new(CONFIG_PATH),
-        serde_json::to_vec_pretty(contents.config)?,
-        0o644,
-    )?;
+    // What the base is made from, recorded before it is written (a file that changes
+    // meanwhile then makes the next run write a new base): the binary itself (not its
+    // stripped copy, which goes with the work directory), every copied file and link, the
+    // `/etc` entries (a directory by its modification time) and the loader's cache, which
+    // decided what `ldd` said.
+    let sources: BTreeSet<PathBuf> = rootfs
+        .host_sources()
+        .filter(|source| *source != stripped)
+        .map(Path::to_path_buf)
+        .chain(ETC_FILES.iter().map(PathBuf::from))
+        .chain([PathBuf::from(LD_SO_CACHE)])
+        .collect();
+    let record = Record::new(key, sources, rootfs.len(), missing_tools);
     let file = std::fs::File::create(archive).map_err(|source| InitramfsError::Create {
         path: archive.to_path_buf(),
         source,
     })?;
     let bytes = rootfs.write_cpio(std::io::BufWriter::with_capacity(1 << 20, file))?;
-    Ok(Built {
-        entries: rootfs.len(),
-        bytes,
-        missing_tools,
-    })
+    Ok((bytes, record))
 }
 
 /// Copy `binary` to `out` without symbols and debug information (a debug build shrinks from
@@ -288,13 +259,7 @@ fn skeleton(rootfs: &mut Rootfs) -> Result<(), RootfsError> {
     // is a directory of the root file system, not a mount of its own.
     rootfs.dir(Path::new("/root"), 0o700)?;
     rootfs.dir(Path::new("/tmp"), 0o1777)?;
-    // The merged-/usr links (`/bin -> usr/bin`...), so `/bin/sh` and the kernel's
-    // `/sbin/modprobe` exist even though the tools were found in `/usr`.
-    for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
-        if let Ok(target) = std::fs::read_link(top) {
-            rootfs.symlink(Path::new(top), &target)?;
-        }
-    }
+    merged_usr_links(rootfs)?;
     // The kernel runs /init; through a link its name (`/proc/1/comm`) is `init`, as on a
     // booted machine, not `nsconform`.
     let binary = Path::new(GUEST_BINARY);
@@ -319,6 +284,18 @@ fn skeleton(rootfs: &mut Rootfs) -> Result<(), RootfsError> {
     Ok(())
 }
 
+/// The merged-/usr links (`/bin -> usr/bin`...), so `/bin/sh` and the kernel's
+/// `/sbin/modprobe` exist even though the tools were found in `/usr` (and, in the second
+/// archive, so `/lib/modules` goes where the first put `/lib`).
+fn merged_usr_links(rootfs: &mut Rootfs) -> Result<(), RootfsError> {
+    for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
+        if let Ok(target) = std::fs::read_link(top) {
+            rootfs.symlink(Path::new(top), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// A program (or shared object) and the libraries it needs.
 fn add_program(rootfs: &mut Rootfs, path: &Path) -> Result<(), InitramfsError> {
     if rootfs.contains(path) {
@@ -331,59 +308,52 @@ fn add_program(rootfs: &mut Rootfs, path: &Path) -> Result<(), InitramfsError> {
     Ok(())
 }
 
-/// The first executable file named `name` in the search directories.
-pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    SEARCH
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| {
-            std::fs::metadata(path)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// The perl module files and XS objects [`PERL_MODULES`] load, as this machine's perl
-/// reports them; empty when perl cannot say.
-fn perl_files() -> Vec<PathBuf> {
-    let mut command = Command::new("perl");
-    for module in PERL_MODULES {
-        command.arg(format!("-M{module}"));
-    }
-    command.args([
-        "-e",
-        r#"print "$_\n" for values(%INC), @DynaLoader::dl_shared_objects"#,
-    ]);
-    match command.output() {
-        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|line| line.starts_with('/'))
-            .map(PathBuf::from)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tools_are_found_in_the_system_directories() {
-        let sh = find_tool("sh").unwrap();
-        assert!(sh.ends_with("sh"), "{}", sh.display());
-        assert_eq!(find_tool("no-such-tool-nsconform"), None);
-    }
-
-    #[test]
-    fn perl_reports_the_ipc_module_when_perl_is_there() {
-        if find_tool("perl").is_none() {
-            return;
+    fn a_cached_base_gives_the_same_archive_as_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = find_tool("true").unwrap();
+        let scenario = dir.path().join("s.toml");
+        std::fs::write(&scenario, "# a scenario\n").unwrap();
+        let scenarios = [("uts/x".to_string(), scenario)];
+        let extra = BTreeSet::from(["sh".to_string(), "no-such-tool-nsconform".to_string()]);
+        let config = GuestConfig {
+            run_args: Vec::new(),
+            hostname: "h".into(),
+            results: false,
+            boot_only: false,
+        };
+        let contents = Contents {
+            binary: &binary,
+            scenarios: &scenarios,
+            extra_tools: &extra,
+            modules: None,
+            config: &config,
+        };
+        let cache = Cache::at(&dir.path().join("cache"));
+        let mut archives = Vec::new();
+        for (run, cached) in [("a", false), ("b", true)] {
+            std::fs::create_dir(dir.path().join(run)).unwrap();
+            let archive = dir.path().join(run).join("initramfs.cpio");
+            let built = build(&contents, &archive, Some(&cache)).unwrap();
+            assert_eq!(built.cached, cached, "{run}");
+            assert_eq!(built.cache_error, None);
+            assert!(built
+                .missing_tools
+                .contains(&"no-such-tool-nsconform".to_string()));
+            let bytes = std::fs::read(&archive).unwrap();
+            assert_eq!(bytes.len() as u64, built.bytes);
+            archives.push(bytes);
         }
-        let files = perl_files();
-        assert!(
-            files.iter().any(|f| f.ends_with("IPC/SysV.pm")),
-            "{files:?}"
-        );
+        assert!(archives[0] == archives[1], "the two archives differ");
+        // Two archives, one after the other: the base's trailer, then the run's part.
+        let text = String::from_utf8_lossy(&archives[0]);
+        assert_eq!(text.matches("TRAILER!!!").count(), 2);
+        let tail = &text[text.find("TRAILER!!!").unwrap()..];
+        assert!(tail.contains("nsconform/scenarios/uts/x.toml"));
+        assert!(tail.contains("nsconform/vm.json"));
     }
 }

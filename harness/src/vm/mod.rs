@@ -10,10 +10,13 @@
 //! exits with the run's status (`host.rs`), after one retry when a boot brought nothing back.
 //!
 //! Other parts: `kernel.rs` finds the image, its release and its modules; `modules.rs`
-//! picks the modules; `rootfs.rs` and `cpio.rs` write the archive; `libs.rs` reads `ldd`.
+//! picks the modules and `tools.rs` the programs; `rootfs.rs` and `cpio.rs` write the
+//! archive; `cache.rs` keeps its common part between runs; `libs.rs` reads `ldd`;
+//! `summary.rs` words the outcome and the timing figures.
 //! See `docs/vm.md`.
 
 mod attempt;
+mod cache;
 mod cpio;
 mod frame;
 mod guest;
@@ -24,10 +27,12 @@ pub(crate) mod libs;
 mod modules;
 mod qemu;
 mod rootfs;
+mod summary;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Exit status for bad input, as `nsconform run` uses it.
 const BAD_INPUT: u8 = 2;
@@ -80,6 +85,14 @@ pub(crate) struct VmArgs {
     /// Keep the work directory (initramfs, console log, QEMU's messages) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Only boot: the guest's init powers off as soon as it starts, and the time from
+    /// starting QEMU to its exit is the kernel's bare boot (same QEMU settings and
+    /// initramfs as a run). Takes the options of a run, but for `--results`.
+    #[arg(long, conflicts_with = "results")]
+    boot_only: bool,
+    /// Write the initramfs in full every time instead of reusing its cached common part.
+    #[arg(long)]
+    no_cache: bool,
     /// Internal: be the guest's init (PID 1 inside the VM).
     #[arg(long, hide = true)]
     guest_init: bool,
@@ -90,7 +103,8 @@ pub(crate) fn main(args: VmArgs) -> ExitCode {
     if args.guest_init {
         return guest::init();
     }
-    match plan(args) {
+    let started = Instant::now();
+    match plan(args, started) {
         Ok(plan) => host::run(plan),
         Err(message) => {
             eprintln!("nsconform vm: {message}");
@@ -100,7 +114,7 @@ pub(crate) fn main(args: VmArgs) -> ExitCode {
 }
 
 /// Check the options and gather what the run needs.
-fn plan(args: VmArgs) -> Result<host::Plan, String> {
+fn plan(args: VmArgs, started: Instant) -> Result<host::Plan, String> {
     let spec = args.kernel.ok_or("--kernel is required")?;
     let kernel = kernel::resolve(&spec, args.modules.as_deref()).map_err(|e| e.to_string())?;
     let paths = if args.paths.is_empty() {
@@ -112,7 +126,7 @@ fn plan(args: VmArgs) -> Result<host::Plan, String> {
     if let Some(filter) = &args.filter {
         files.retain(|f| f.name.contains(filter.as_str()));
     }
-    if files.is_empty() {
+    if files.is_empty() && !args.boot_only {
         return Err("no scenarios to run (check the paths and --filter)".to_string());
     }
     let extra_tools = crate::runner::required_commands(&files);
@@ -135,6 +149,8 @@ fn plan(args: VmArgs) -> Result<host::Plan, String> {
         guest: guest::GuestConfig {
             run_args,
             hostname: "nsconform-vm".to_string(),
+            results: args.results.is_some(),
+            boot_only: args.boot_only,
         },
         machine: qemu::Machine {
             cpus,
@@ -147,5 +163,7 @@ fn plan(args: VmArgs) -> Result<host::Plan, String> {
         time_limit: Duration::from_secs(args.time_limit),
         results: args.results,
         keep: args.keep,
+        cache: (!args.no_cache).then(cache::Cache::default_dir),
+        started,
     })
 }

@@ -11,6 +11,15 @@
 //! (nested or restricted virtualisation) have a `/dev/kvm` that fails at the first MSR or
 //! instruction it cannot handle. The caller tries KVM first and falls back to TCG, QEMU's
 //! emulator, when the guest does not come up (see `host.rs`).
+//!
+//! Under TCG the guest runs with `norandmaps` (no address space randomisation for its
+//! processes). QEMU keys the code it translates by the guest's virtual address as well as the
+//! physical one, so with randomised mappings every new process gets the shared libraries and
+//! the harness at new addresses and has all of their code translated again; without, the
+//! translations of one process serve the next. Exec-heavy runs (every scenario step is a few
+//! `fork` + `exec`s) take about half the time. The kernel's own randomisation (KASLR) and
+//! everything namespaces do are unchanged; under KVM, where this costs nothing, the guest
+//! keeps it.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -53,14 +62,18 @@ pub(crate) struct Machine {
     pub(crate) timeout_scale: u32,
 }
 
-/// The kernel command line: console on the first port, no reboot on panic, and the arguments
-/// of the guest's init (`/init`, the harness) after `--`.
+/// The kernel command line: console on the first port, no reboot on panic, `norandmaps`
+/// under TCG (see the module docs), and the arguments of the guest's init (`/init`, the
+/// harness) after `--`.
 /// `NAME=value` words the kernel does not know become init's environment: that is how the
 /// timeout scale, which depends on the accelerator of this boot, reaches the guest.
-pub(crate) fn kernel_cmdline(extra: Option<&str>, timeout_scale: u32) -> String {
+pub(crate) fn kernel_cmdline(extra: Option<&str>, timeout_scale: u32, accel: Accel) -> String {
     let mut line = format!(
         "console=ttyS0 quiet panic=-1 random.trust_cpu=on {TIMEOUT_SCALE_ENV}={timeout_scale}"
     );
+    if accel == Accel::Tcg {
+        line.push_str(" norandmaps");
+    }
     if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
         line.push(' ');
         line.push_str(extra.trim());
@@ -102,7 +115,7 @@ pub(crate) fn command(
         .arg(initrd)
         .args([
             "-append",
-            &kernel_cmdline(machine.append.as_deref(), machine.timeout_scale),
+            &kernel_cmdline(machine.append.as_deref(), machine.timeout_scale, accel),
         ]);
     command
 }
@@ -155,13 +168,12 @@ mod tests {
     #[test]
     fn init_arguments_come_last_after_the_double_dash() {
         assert_eq!(
-            kernel_cmdline(None, 20),
+            kernel_cmdline(None, 20, Accel::Tcg),
             "console=ttyS0 quiet panic=-1 random.trust_cpu=on NSCONFORM_TIMEOUT_SCALE=20 \
-             -- vm --guest-init"
+             norandmaps -- vm --guest-init"
         );
-        assert!(
-            kernel_cmdline(Some(" mitigations=off "), 1).contains("SCALE=1 mitigations=off -- vm")
-        );
+        assert!(kernel_cmdline(Some(" mitigations=off "), 1, Accel::Kvm)
+            .contains("SCALE=1 mitigations=off -- vm"));
     }
 
     #[test]

@@ -127,6 +127,16 @@ impl Rootfs {
         self.entries.len()
     }
 
+    /// The host files the tree copies and the paths of its links: what to check to know
+    /// whether the host still has what the tree was made from.
+    pub(crate) fn host_sources(&self) -> impl Iterator<Item = &Path> + '_ {
+        self.entries.iter().filter_map(|(path, node)| match node {
+            Node::HostFile { source, .. } => Some(source.as_path()),
+            Node::Symlink { .. } => Some(path.as_path()),
+            _ => None,
+        })
+    }
+
     fn host_path_following(&mut self, path: &Path, links: usize) -> Result<(), RootfsError> {
         if links > MAX_LINKS {
             return Err(RootfsError::Loop(path.to_path_buf()));
