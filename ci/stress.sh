@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole suite many times at full parallelism, optionally with every core busy, and
-# report flaky scenarios (failed at least once) and anything the host guard saw leak.
+# report flaky scenarios (failed at least once) and anything the host guard saw leak. Runs
+# alternate between --paranoid (cold supervisors, the host guard after every scenario) and
+# the default (warm supervisors, the host guard around the run).
 #
 # Usage: ci/stress.sh [RUNS] [--load]
 #   RUNS    how many runs (default 50)
@@ -28,7 +30,9 @@ fi
 failed_runs=0
 started=$(date +%s)
 for i in $(seq 1 "$runs"); do
-  if ! "$bin" run --paranoid -j "$jobs" scenarios >"$logs/run-$i.log" 2>&1; then
+  mode=()
+  if [ $((i % 2)) -eq 1 ]; then mode=(--paranoid); fi
+  if ! "$bin" run "${mode[@]}" -j "$jobs" scenarios >"$logs/run-$i.log" 2>&1; then
     failed_runs=$((failed_runs + 1))
   fi
 done

@@ -143,7 +143,9 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
                     interrupt.untrack(pid)
                 });
                 if args.paranoid {
-                    guard_after(&before, &sysctls, &mut report);
+                    guard_after(&before, &sysctls, &mut report, &|pid| {
+                        interrupt.started(pid)
+                    });
                 }
                 emit(&describe(&report, args.verbose));
                 reports
@@ -226,6 +228,8 @@ struct Interrupt {
 struct InterruptState {
     signal: Mutex<Option<nix::sys::signal::Signal>>,
     supervisors: Mutex<BTreeSet<u32>>,
+    /// Every supervisor this run started, in flight or not.
+    started: Mutex<BTreeSet<u32>>,
 }
 
 impl Interrupt {
@@ -262,6 +266,11 @@ impl Interrupt {
 
     fn track(&self, pid: u32) {
         self.state
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid);
+        self.state
             .supervisors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,6 +292,15 @@ impl Interrupt {
             .remove(&pid);
     }
 
+    /// Whether `pid` is a supervisor this run started.
+    fn started(&self, pid: u32) -> bool {
+        self.state
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&pid)
+    }
+
     fn stopped(&self) -> bool {
         self.signal().is_some()
     }
@@ -294,10 +312,16 @@ impl Interrupt {
 
 /// `--paranoid`: compare the host with the run's starting point right after `report`'s
 /// scenario; any difference fails that scenario, naming what leaked.
-fn guard_after(before: &HostSnapshot, sysctls: &[String], report: &mut ScenarioReport) {
+fn guard_after(
+    before: &HostSnapshot,
+    sysctls: &[String],
+    report: &mut ScenarioReport,
+    started: &dyn Fn(u32) -> bool,
+) {
     // Other scenarios' supervisors still running (with `-j` > 1) are the runner's only
-    // children and no leak: a scenario's orphans never become the runner's children.
-    // A child that ended meanwhile is no leak either.
+    // children and no leak: a scenario's orphans never become the runner's children. They
+    // are known by their PIDs once their workers have noted them, and before that (just
+    // started) by their command line. A child that ended meanwhile is no leak either.
     let supervising = |leak: &String| {
         let Some(pid) = leak
             .strip_prefix("child process appeared: ")
@@ -305,6 +329,9 @@ fn guard_after(before: &HostSnapshot, sysctls: &[String], report: &mut ScenarioR
         else {
             return false;
         };
+        if pid.parse().is_ok_and(started) {
+            return true;
+        }
         match std::fs::read(format!("/proc/{pid}/cmdline")) {
             // Between fork and exec a starting supervisor still shows the runner's own command.
             Ok(cmdline) => {
