@@ -212,6 +212,7 @@ fn passing_fixtures_pass_jobs_traps_and_the_process_cap() {
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("PASS shell-waits-and-traps"), "{stdout}");
+    assert!(stdout.contains("PASS warm-supervisor-priority"), "{stdout}");
     assert!(
         stdout.contains(" passed, 0 failed, 0 skipped, 0 invalid"),
         "{stdout}"

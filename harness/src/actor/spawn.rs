@@ -103,6 +103,12 @@ impl SpareActor {
         }
     }
 
+    /// Give the spare the normal nice value (it was forked while its stand-in waited at a
+    /// high one).
+    pub(crate) fn wake(&self) -> nix::Result<()> {
+        sys::set_nice(self.pid, 0)
+    }
+
     /// Make the spare the actor of `plan`, with `control` as its end of the control socket
     /// (as [`spawn_actor`], maps written through the handshake included). Returns its PID
     /// as seen here.

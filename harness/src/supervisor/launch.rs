@@ -150,14 +150,20 @@ impl WarmStandIn {
     }
 
     /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
-    /// while this process checks the scenario.
-    pub(super) fn announce(&mut self, path: &Path) {
+    /// while this process checks the scenario. It is brought back to the normal nice value
+    /// first (the runner starts warm supervisors at a high one); false when that fails.
+    pub(super) fn announce(&mut self, path: &Path) -> bool {
+        if let Err(e) = crate::sys::set_nice(self.child, 0) {
+            eprintln!("nsconform: the warm orchestrator's nice value: {e}");
+            return false;
+        }
         let mut line = path.as_os_str().as_bytes().to_vec();
         line.push(b'\n');
         if let Err(e) = nix::unistd::write(&self.go, &line) {
             // The orchestrator is gone; its events say why.
             eprintln!("nsconform: telling the orchestrator its scenario: {e}");
         }
+        true
     }
 
     /// Let the orchestrator run the scenario it was told, with at most `max_processes`.

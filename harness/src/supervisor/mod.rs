@@ -115,8 +115,13 @@ pub(crate) fn serve_warm() -> Option<ScenarioReport> {
         }
         return None;
     };
-    if let Some(warm) = &mut warm {
-        warm.announce(&assignment.path);
+    if warm
+        .as_mut()
+        .is_some_and(|warm| !warm.announce(&assignment.path))
+    {
+        if let Some(warm) = warm.take() {
+            warm.discard();
+        }
     }
     let prepared = Prepared {
         session,

@@ -82,6 +82,9 @@ pub(super) fn in_standin(
             match pipe.scenario() {
                 Ok(None) => return 0,
                 Ok(Some(pair)) => {
+                    if let Some(Err(e)) = spare.as_ref().map(SpareActor::wake) {
+                        eprintln!("nsconform: the spare actor's nice value: {e}");
+                    }
                     told = pair;
                     go = Some(pipe);
                     (&told.0, &told.1)
