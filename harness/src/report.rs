@@ -1,6 +1,6 @@
 //! What a scenario run produced: the outcome, a record per step, and how to show a failure.
 //!
-//! The orchestrator streams [`Event`]s to the supervisor while it works, so a scenario that
+//! The orchestrator streams events (`Event`) to the supervisor while it works, so a scenario that
 //! hangs is still reported with the step it hung in; the supervisor turns them into one
 //! [`ScenarioReport`] for the runner.
 

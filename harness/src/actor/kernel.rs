@@ -1,4 +1,4 @@
-//! The real system calls behind [`SetupSyscalls`](super::setup::SetupSyscalls), made by the
+//! The real system calls behind [`super::setup::SetupSyscalls`], made by the
 //! actor process on itself, and the file writes (maps, offsets) they rely on.
 
 use std::fs::OpenOptions;
