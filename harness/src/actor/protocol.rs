@@ -222,6 +222,40 @@ pub(crate) fn recv<T: DeserializeOwned>(socket: &OwnedFd) -> Result<Option<Recei
     }))
 }
 
+/// Encode and decode one of each message an actor's first step exchanges, for the actor
+/// in `plan`, and drop them: run while a process waits, it pages in the code that the real
+/// messages then run without faults (a fresh process faults in every page of code the first
+/// time it runs it).
+pub(crate) fn warm_up(plan: &ActorPlan) {
+    let requests = [
+        Request::Spawn(Box::new(plan.clone())),
+        Request::Run {
+            argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/".into(),
+            stdin: None,
+        },
+    ];
+    for request in &requests {
+        if let Ok(bytes) = serde_json::to_vec(request) {
+            let _ = serde_json::from_slice::<Request>(&bytes);
+        }
+    }
+    let replies = [
+        Reply::Ready,
+        Reply::Ran {
+            exit: Exit::Code(0),
+            stdout: "warm\n".into(),
+            stderr: String::new(),
+        },
+    ];
+    for reply in &replies {
+        if let Ok(bytes) = serde_json::to_vec(reply) {
+            let _ = serde_json::from_slice::<Reply>(&bytes);
+        }
+    }
+}
+
 fn owned(raw: RawFd) -> OwnedFd {
     crate::sys::own_fd(raw)
 }

@@ -74,6 +74,7 @@ impl SpareActor {
             ForkResult::Child => {
                 drop(ours);
                 sys::close_other_fds(&[theirs.as_raw_fd()]);
+                crate::supervisor::warm_up();
                 let (plan, control) = match protocol::recv::<Request>(&theirs) {
                     Ok(Some(protocol::Received {
                         message: Request::Spawn(plan),

@@ -11,6 +11,7 @@
 mod interrupts;
 mod launch;
 mod orchestrator_process;
+mod warm_up;
 mod watch;
 
 use std::io::Read;
@@ -23,6 +24,7 @@ use nix::sched::CloneFlags;
 
 use self::interrupts::Interrupts;
 use self::launch::{fork_cold, Running, WarmStandIn};
+pub(crate) use self::warm_up::warm_up;
 use self::watch::{reap_descendants, watch};
 use crate::payload::offers::Sources;
 use crate::report::{Outcome, ScenarioReport, StepRecord, ToolUnderTest};
@@ -108,6 +110,7 @@ pub(crate) fn serve_warm() -> Option<ScenarioReport> {
         return Some(supervise(&assignment.path, &assignment.name));
     };
     let mut warm = WarmStandIn::start(&session.interrupts, &machine).ok();
+    warm_up();
     crate::phase_log::mark("supervisor: stand-in forked");
     let Some(assignment) = read_assignment(Some(&session.interrupts)) else {
         if let Some(warm) = warm {

@@ -70,6 +70,9 @@ pub(super) fn in_standin(
     // The first actor is forked now (a warm orchestrator is waiting for its scenario), and
     // in a cold one too, so it has the same PID either way.
     let spare = base.is_ok().then(SpareActor::fork).and_then(Result::ok);
+    if matches!(scenario, Scenario::Told(_)) {
+        super::warm_up();
+    }
     let told;
     let mut go = None;
     let (loaded, sources) = match scenario {
