@@ -29,6 +29,18 @@ cc -O2 -Wall -o "$floor" ci/bench/floor.c
 work=$(mktemp -d /var/tmp/nsconform-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+# The scripts and the floor change the hostname inside their new namespaces only; check
+# that the machine's did not change, after each of them.
+machine_hostname=$(cat /proc/sys/kernel/hostname)
+check_hostname() {
+  local now
+  now=$(cat /proc/sys/kernel/hostname)
+  if [ "$now" != "$machine_hostname" ]; then
+    echo "ci/bench.sh: the machine's hostname changed from $machine_hostname to $now after $*" >&2
+    exit 1
+  fi
+}
+
 now_us() { echo $(($(date +%s%N) / 1000)); }
 
 # The least wall time in µs of "$@" over $rounds rounds (it must succeed).
@@ -60,7 +72,9 @@ bench() {
   all=$(best_us "$bin" run -j 1 "$dir")
   per=$(((all - one) / (n - 1)))
   script=$(($(best_us env ENTER="unshare $unshare" sh "ci/bench/$name.sh" "$n") / n))
+  check_hostname "the script for $name"
   fl=$(($(best_us env ENTER="$floor $kinds" sh "ci/bench/$name.sh" "$n") / n))
+  check_hostname "the floor for $name"
   row "$name" "$(ms "$per") ms" "$(ms "$one") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
     "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")"
 }

@@ -4,6 +4,7 @@
 # scenario checks it.
 nl='
 '
+: "${ENTER:?set ENTER to what makes the namespaces (e.g. 'unshare -Uurnmipf --mount-proc'): without it the experiment would run on the machine itself}"
 i=0
 while [ "$i" -lt "$1" ]; do
   # shellcheck disable=SC2086 # $ENTER is a command line

@@ -257,9 +257,7 @@ pub(crate) fn check(scenario: &Scenario, probes: &mut probe::Cache) -> Result<()
         }
     }
     // Under a userland, the commands are that tree's, on the fixed PATH.
-    let userland = std::env::var(crate::supervisor::USERLAND_ENV)
-        .ok()
-        .filter(|u| !u.is_empty());
+    let userland = crate::supervisor::userland();
     let (root, path, place) = match &userland {
         None => (PathBuf::from("/"), command_path(), String::new()),
         Some(spec) => (

@@ -105,9 +105,7 @@ pub(crate) fn prepare_base(cgroup2: bool, machine: &MachineFacts) -> Result<(), 
 /// be in a checkout under the machine's `/run` or `/tmp`): a fresh `/run`, what the scenario
 /// is offered under `/run/nsconform` (`offer` binds it; its value is returned), a fresh
 /// `/tmp`.
-pub(crate) fn finish<T: Default>(
-    offer: Option<impl FnOnce() -> Result<T, String>>,
-) -> Result<T, StandInError> {
+pub(crate) fn finish<T>(offer: impl FnOnce() -> Result<T, String>) -> Result<T, StandInError> {
     mount_fs("tmpfs", "/run", Some("mode=755"))?;
     for (dir, mode) in [
         ("/run/netns", 0o755),
@@ -116,13 +114,10 @@ pub(crate) fn finish<T: Default>(
     ] {
         create_dir(dir, mode)?;
     }
-    let offered = match offer {
-        Some(offer) => offer().map_err(|cause| StandInError {
-            what: "offer the probe, fixtures and root filesystems under /run/nsconform".into(),
-            source: std::io::Error::other(cause),
-        })?,
-        None => T::default(),
-    };
+    let offered = offer().map_err(|cause| StandInError {
+        what: "offer the probe, fixtures and root filesystems under /run/nsconform".into(),
+        source: std::io::Error::other(cause),
+    })?;
     mount_fs("tmpfs", "/tmp", Some("mode=1777"))?;
     Ok(offered)
 }

@@ -61,6 +61,11 @@ pub(crate) fn fork_into_new_namespaces(flags: CloneFlags) -> nix::Result<ForkRes
             0usize,
         )
     };
+    fork_result(ret)
+}
+
+/// What a fork-like `clone` or `clone3` returned, as `fork` reports it.
+fn fork_result(ret: libc::c_long) -> nix::Result<ForkResult> {
     match ret {
         -1 => Err(nix::errno::Errno::last()),
         0 => Ok(ForkResult::Child),
@@ -118,13 +123,7 @@ pub(crate) fn fork_into_cgroup(
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    match ret {
-        -1 => Err(nix::errno::Errno::last()),
-        0 => Ok(ForkResult::Child),
-        pid => Ok(ForkResult::Parent {
-            child: Pid::from_raw(pid as libc::pid_t),
-        }),
-    }
+    fork_result(ret)
 }
 
 /// `setpriority(PRIO_PROCESS, pid, nice)`: the nice value of process `pid` (0: the caller).

@@ -95,11 +95,6 @@ impl Sources {
         })
     }
 
-    /// Whether there is anything to offer.
-    pub(crate) fn any(&self) -> bool {
-        self.probe || self.fixtures.is_some() || !self.rootfs.is_empty()
-    }
-
     /// Where the run's userland is offered inside the stand-in host, if the run has one.
     pub(crate) fn userland_root(&self) -> Option<PathBuf> {
         self.userland

@@ -106,7 +106,8 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Chi
         Some(warm) if told => warm,
         stale => {
             if let Some(mut stale) = stale {
-                let _ = stale.kill();
+                // At the end of its input a warm supervisor still alive removes its stand-in.
+                drop(stale.stdin.take());
                 let _ = stale.wait();
             }
             pool.claim();
@@ -145,10 +146,10 @@ fn spawn_warm(runner: &Runner, in_background: bool) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// Give `child` its scenario, at the normal nice value.
+/// Give `child` its scenario, at the normal nice value (as root: see [`WARM_NICE`]).
 fn tell(child: &mut Child, line: &[u8]) -> std::io::Result<()> {
     if nix::unistd::geteuid().is_root() {
-        crate::sys::set_nice(nix::unistd::Pid::from_raw(child.id() as i32), 0)?;
+        let _ = crate::sys::set_nice(nix::unistd::Pid::from_raw(child.id() as i32), 0);
     }
     match child.stdin.as_mut() {
         Some(stdin) => stdin.write_all(line),

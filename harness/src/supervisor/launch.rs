@@ -93,7 +93,12 @@ pub(super) fn fork_cold(
 
 /// Remove `containment` after a failed start; the reason, with any leak added.
 fn abandon(containment: Containment, reason: String) -> String {
-    match containment.destroy() {
+    with_cleanup(reason, containment.destroy())
+}
+
+/// `reason`, with the failure of the cleanup that followed it, if any.
+fn with_cleanup(reason: String, cleanup: Result<(), String>) -> String {
+    match cleanup {
         Ok(()) => reason,
         Err(leak) => format!("{reason}; cleanup failed: {leak}"),
     }
@@ -193,10 +198,7 @@ impl WarmStandIn {
     }
 
     fn discard_because(self, reason: String) -> String {
-        match self.end() {
-            Ok(()) => reason,
-            Err(leak) => format!("{reason}; cleanup failed: {leak}"),
-        }
+        with_cleanup(reason, self.end())
     }
 
     fn end(self) -> Result<(), String> {

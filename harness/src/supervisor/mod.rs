@@ -59,6 +59,20 @@ fn standin_flags(rootless: bool) -> CloneFlags {
     }
 }
 
+/// The userland of the run (`NSCONFORM_USERLAND`), if any.
+pub(crate) fn userland() -> Option<String> {
+    std::env::var(USERLAND_ENV).ok().filter(|u| !u.is_empty())
+}
+
+/// What `loaded` uses beyond the machine's files, in the run's userland.
+fn open_sources(loaded: &LoadedScenario) -> Result<Sources, String> {
+    Sources::open(
+        loaded,
+        |name| crate::rootfs::resolve(name).map_err(|e| e.to_string()),
+        userland().as_deref(),
+    )
+}
+
 /// Whether the stand-in host needs its own user namespace (the harness is not root).
 fn standin_rootless() -> bool {
     !nix::unistd::geteuid().is_root()
@@ -273,18 +287,13 @@ fn run(
             warm.discard();
         }
     };
-    let userland = std::env::var(USERLAND_ENV).ok().filter(|u| !u.is_empty());
-    if userland.is_some() && mode == HostMode::Real {
+    if userland().is_some() && mode == HostMode::Real {
         discard(warm);
         return Outcome::Skipped {
             reason: "a `host = \"real\"` scenario sees the machine's own userland, so it does not run under --userland".into(),
         };
     }
-    let sources = match Sources::open(
-        loaded,
-        |name| crate::rootfs::resolve(name).map_err(|e| e.to_string()),
-        userland.as_deref(),
-    ) {
+    let sources = match open_sources(loaded) {
         Ok(sources) => sources,
         Err(message) => {
             discard(warm);

@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use super::{standin_rootless, USERLAND_ENV};
+use super::{open_sources, standin_rootless};
 use crate::actor::spawn::SpareActor;
 use crate::containment::Containment;
 use crate::orchestrator::{HarnessIds, Orchestrator};
@@ -98,8 +98,8 @@ pub(super) fn in_standin(
     };
     crate::phase_log::mark("orchestrator: scenario loaded");
     let prepared = base.and_then(|()| {
-        let offer = || sources.offer_in_standin().map_err(|e| e.to_string());
-        let offers = standin::finish(sources.any().then_some(offer)).map_err(|e| e.to_string())?;
+        let offers = standin::finish(|| sources.offer_in_standin().map_err(|e| e.to_string()))
+            .map_err(|e| e.to_string())?;
         if let Some(root) = sources.userland_root() {
             crate::userland::enter(&root, true).map_err(|e| e.to_string())?;
         }
@@ -169,12 +169,7 @@ impl GoPipe {
         line.truncate(end);
         let path = PathBuf::from(std::ffi::OsString::from_vec(line));
         let loaded = load_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let userland = std::env::var(USERLAND_ENV).ok().filter(|u| !u.is_empty());
-        let sources = Sources::open(
-            &loaded,
-            |name| crate::rootfs::resolve(name).map_err(|e| e.to_string()),
-            userland.as_deref(),
-        )?;
+        let sources = open_sources(&loaded)?;
         Ok(Some((loaded, sources)))
     }
 
