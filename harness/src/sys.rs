@@ -126,6 +126,45 @@ pub(crate) fn fork_into_cgroup(
     fork_result(ret)
 }
 
+/// How a process (or thread) is scheduled, see [`set_scheduling`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheduling {
+    /// `SCHED_OTHER`, the usual policy (at whatever nice value the process has).
+    Normal,
+    /// `SCHED_IDLE`: it runs only on CPU time nothing else wants, and any normal process
+    /// that wakes up preempts it at once.
+    Background,
+}
+
+/// The scheduling of process or thread `pid` (0: the calling thread); `None` for a policy
+/// other than these two (e.g. a real-time one), which callers leave alone.
+pub(crate) fn scheduling_of(pid: Pid) -> nix::Result<Option<Scheduling>> {
+    // SAFETY: sched_getscheduler takes a plain integer and touches no memory of ours.
+    let policy = unsafe { libc::sched_getscheduler(pid.as_raw()) };
+    match policy {
+        -1 => Err(nix::errno::Errno::last()),
+        libc::SCHED_OTHER => Ok(Some(Scheduling::Normal)),
+        libc::SCHED_IDLE => Ok(Some(Scheduling::Background)),
+        _ => Ok(None),
+    }
+}
+
+/// Set the scheduling of process or thread `pid` (0: the calling thread); its nice value is
+/// kept. Going back to `Normal` needs `CAP_SYS_NICE` (or a high enough `RLIMIT_NICE`).
+pub(crate) fn set_scheduling(pid: Pid, scheduling: Scheduling) -> nix::Result<()> {
+    let policy = match scheduling {
+        Scheduling::Normal => libc::SCHED_OTHER,
+        Scheduling::Background => libc::SCHED_IDLE,
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call, which only reads it.
+    let ret = unsafe { libc::sched_setscheduler(pid.as_raw(), policy, &param) };
+    if ret == -1 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
 /// `setpriority(PRIO_PROCESS, pid, nice)`: the nice value of process `pid` (0: the caller).
 /// Raising it is always allowed for one's own processes; lowering it needs `CAP_SYS_NICE`.
 pub(crate) fn set_nice(pid: Pid, nice: i32) -> nix::Result<()> {

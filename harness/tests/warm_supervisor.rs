@@ -67,15 +67,36 @@ fn tell(mut child: Child, name: &str, path: &str) -> Output {
     child.wait_with_output().expect("wait")
 }
 
-/// The outcome's kind: `passed`, `failed`, `skipped`, ...
-fn outcome_of(output: &Output) -> String {
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+/// The report: the first of the two lines a supervisor prints.
+fn report_of(output: &Output) -> serde_json::Value {
+    let first = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    serde_json::from_slice(first).unwrap_or_else(|e| {
         panic!(
             "a report, not {e}: {}{}",
             text(&output.stdout),
             text(&output.stderr)
         )
-    });
+    })
+}
+
+/// The verdict of the cleanup after the report: the second line.
+fn cleanup_of(output: &Output) -> serde_json::Value {
+    let second = output
+        .stdout
+        .split(|b| *b == b'\n')
+        .nth(1)
+        .unwrap_or_default();
+    serde_json::from_slice(second)
+        .unwrap_or_else(|e| panic!("a cleanup verdict, not {e}: {}", text(&output.stdout)))
+}
+
+/// The outcome's kind: `passed`, `failed`, `skipped`, ...
+fn outcome_of(output: &Output) -> String {
+    let report = report_of(output);
     match &report["outcome"] {
         serde_json::Value::String(kind) => kind.clone(),
         serde_json::Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
@@ -91,9 +112,18 @@ fn it_runs_the_scenario_it_is_told_under_the_name_it_is_given() {
         "scenarios/uts/hostname-isolated.toml",
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a report");
-    assert_eq!(report["name"], "told/hostname");
+    assert_eq!(report_of(&output)["name"], "told/hostname");
     assert_eq!(outcome_of(&output), "passed", "{}", text(&output.stdout));
+    assert_eq!(
+        cleanup_of(&output),
+        serde_json::json!({ "cleanup": null }),
+        "nothing left behind"
+    );
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        2,
+        "two lines and no more"
+    );
 }
 
 #[test]

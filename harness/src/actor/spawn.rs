@@ -104,10 +104,10 @@ impl SpareActor {
         }
     }
 
-    /// Give the spare the normal nice value (it was forked while its stand-in waited at a
-    /// high one).
+    /// Give the spare the normal scheduling (it was forked while its stand-in waited in the
+    /// background).
     pub(crate) fn wake(&self) -> nix::Result<()> {
-        sys::set_nice(self.pid, 0)
+        sys::set_scheduling(self.pid, sys::Scheduling::Normal)
     }
 
     /// Make the spare the actor of `plan`, with `control` as its end of the control socket

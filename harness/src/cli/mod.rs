@@ -94,6 +94,32 @@ enum Commands {
     },
 }
 
+/// A supervisor's two lines: its report, as soon as the scenario is over, then the verdict of
+/// the cleanup that follows (see docs/architecture.md).
+fn supervised_output(supervised: crate::supervisor::Supervised) -> ExitCode {
+    let report = serde_json::to_string(&supervised.report);
+    if let Ok(json) = &report {
+        emit(&format!("{json}\n"));
+    }
+    let verdict = supervised.cleanup.run();
+    if let Err(leak) = &verdict {
+        eprintln!("nsconform: cleanup failed: {leak}");
+    }
+    let line = crate::supervisor::CleanupVerdict {
+        cleanup: verdict.err(),
+    };
+    match (report, serde_json::to_string(&line)) {
+        (Ok(_), Ok(json)) => {
+            emit(&format!("{json}\n"));
+            ExitCode::SUCCESS
+        }
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("nsconform: cannot encode the report: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Entry point of the `nsconform` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -109,23 +135,14 @@ pub fn main() -> ExitCode {
         Commands::Supervise { name, path, warm } => {
             // Whatever mask the invoker had, scenarios start from the same state.
             let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-            let report = match (name, path) {
+            let supervised = match (name, path) {
                 (Some(name), Some(path)) if !warm => crate::supervisor::supervise(&path, &name),
                 _ => match crate::supervisor::serve_warm() {
-                    Some(report) => report,
+                    Some(supervised) => supervised,
                     None => return ExitCode::SUCCESS,
                 },
             };
-            match serde_json::to_string(&report) {
-                Ok(json) => {
-                    emit(&(json + "\n"));
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("nsconform: cannot encode the report: {err}");
-                    ExitCode::FAILURE
-                }
-            }
+            supervised_output(supervised)
         }
         Commands::Requirements { paths } => {
             let mut probes = crate::probe::Cache::from_env();

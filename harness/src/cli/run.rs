@@ -133,25 +133,31 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     let interrupt = Interrupt::catch();
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(files.len().max(1)) {
-            scope.spawn(|| loop {
-                if interrupt.stopped() {
-                    break;
-                }
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(file) = files.get(index) else { break };
-                let mut report = runner.run_tracked(file, &|pid| interrupt.track(pid), &|pid| {
-                    interrupt.untrack(pid)
-                });
-                if args.paranoid {
-                    guard_after(&before, &sysctls, &mut report, &|pid| {
-                        interrupt.started(pid)
-                    });
-                }
-                emit(&describe(&report, args.verbose));
-                reports
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(report);
+            scope.spawn(|| {
+                let mut next_file = || {
+                    if interrupt.stopped() {
+                        return None;
+                    }
+                    files.get(next.fetch_add(1, Ordering::SeqCst))
+                };
+                let mut done = |mut report: ScenarioReport| {
+                    if args.paranoid {
+                        guard_after(&before, &sysctls, &mut report, &|pid| {
+                            interrupt.started(pid)
+                        });
+                    }
+                    emit(&describe(&report, args.verbose));
+                    reports
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(report);
+                };
+                runner.run_each(
+                    &mut next_file,
+                    &|pid| interrupt.track(pid),
+                    &|pid| interrupt.untrack(pid),
+                    &mut done,
+                );
             });
         }
     });

@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -22,21 +22,28 @@ pub(super) struct Gathered {
 }
 
 impl Gathered {
-    /// Whether the report's line is complete.
-    pub(super) fn has_report(&self) -> bool {
-        self.out.contains(&b'\n')
+    /// How many lines of standard output are complete.
+    pub(super) fn lines(&self) -> usize {
+        self.out.iter().filter(|b| **b == b'\n').count()
+    }
+
+    /// The complete line `index` (from 0) of standard output, without its newline.
+    pub(super) fn line(&self, index: usize) -> Option<&[u8]> {
+        let mut lines = self.out.split(|b| *b == b'\n');
+        let line = lines.nth(index)?;
+        // The last piece is not a line until its newline comes.
+        lines.next().map(|_| line)
     }
 }
 
-/// Read `child`'s output until its report's line is complete, it exits, or `backstop` passes.
-/// Whatever is already in the pipes is read too, so no log line written before the report
-/// is lost. A descendant that kept the pipes open cannot hold the caller.
-pub(super) fn gather(child: &Child, backstop: Duration) -> Gathered {
-    let deadline = Instant::now() + backstop;
+/// Read `child`'s output into `gathered` until `lines` lines of its standard output are
+/// complete, it exits, or `deadline` passes. Whatever is already in the pipes is read too,
+/// so no log line written before the last of those lines is lost. A descendant that kept the
+/// pipes open cannot hold the caller.
+pub(super) fn gather(child: &Child, deadline: Instant, lines: usize, gathered: &mut Gathered) {
     let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
     let out = child.stdout.as_ref().map(AsFd::as_fd);
     let err = child.stderr.as_ref().map(AsFd::as_fd);
-    let mut gathered = Gathered::default();
     let mut open = [out.is_some(), err.is_some()];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -87,7 +94,7 @@ pub(super) fn gather(child: &Child, backstop: Duration) -> Gathered {
                 }
             }
         }
-        if exited || gathered.has_report() {
+        if exited || gathered.lines() >= lines {
             break;
         }
     }
@@ -102,7 +109,6 @@ pub(super) fn gather(child: &Child, backstop: Duration) -> Gathered {
             }
         }
     }
-    gathered
 }
 
 /// Read once into `buffer`; false at end of file, on an error, or when nothing is there.
@@ -120,9 +126,15 @@ fn read_once(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use std::process::{Command, Stdio};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    use super::gather;
+    use super::{gather, Gathered};
+
+    fn gather_for(child: &std::process::Child, backstop: Duration, lines: usize) -> Gathered {
+        let mut gathered = Gathered::default();
+        gather(child, Instant::now() + backstop, lines, &mut gathered);
+        gathered
+    }
 
     fn spawn(script: &str) -> std::process::Child {
         Command::new("sh")
@@ -136,8 +148,8 @@ mod tests {
     #[test]
     fn stops_at_the_report_line_with_the_log_written_before_it() {
         let mut child = spawn("echo log line >&2; echo '{\"report\":1}'; exec sleep 30");
-        let gathered = gather(&child, Duration::from_secs(30));
-        assert!(gathered.has_report());
+        let gathered = gather_for(&child, Duration::from_secs(30), 1);
+        assert_eq!(gathered.line(0), Some(&b"{\"report\":1}"[..]));
         assert!(!gathered.overdue);
         assert_eq!(gathered.out, b"{\"report\":1}\n");
         assert_eq!(gathered.log, b"log line\n");
@@ -149,8 +161,9 @@ mod tests {
     #[test]
     fn an_exit_without_a_report_ends_the_wait() {
         let mut child = spawn("printf partial; echo oops >&2; exit 3");
-        let gathered = gather(&child, Duration::from_secs(30));
-        assert!(!gathered.has_report());
+        let gathered = gather_for(&child, Duration::from_secs(30), 1);
+        assert_eq!(gathered.lines(), 0);
+        assert_eq!(gathered.line(0), None, "an unfinished line is no line");
         assert!(!gathered.overdue);
         assert_eq!(gathered.out, b"partial");
         assert_eq!(gathered.log, b"oops\n");
@@ -160,8 +173,25 @@ mod tests {
     #[test]
     fn a_silent_supervisor_is_overdue_at_the_backstop() {
         let mut child = spawn("exec sleep 30");
-        let gathered = gather(&child, Duration::from_millis(50));
+        let gathered = gather_for(&child, Duration::from_millis(50), 1);
         assert!(gathered.overdue);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn a_second_gather_goes_on_to_the_next_line() {
+        let mut child =
+            spawn("echo first; sleep 0.2; echo cleaning >&2; echo second; exec sleep 30");
+        let mut gathered = Gathered::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        gather(&child, deadline, 1, &mut gathered);
+        assert_eq!(gathered.line(0), Some(&b"first"[..]));
+        assert_eq!(gathered.line(1), None, "not there yet");
+        gather(&child, deadline, 2, &mut gathered);
+        assert_eq!(gathered.line(1), Some(&b"second"[..]));
+        assert_eq!(gathered.log, b"cleaning\n");
+        assert!(!gathered.overdue);
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::report::ScenarioReport;
 use crate::scenario::load_file;
+use supervised::Flight;
 use warm_pool::WarmPool;
 
 /// A scenario file and the name it runs under.
@@ -228,19 +229,42 @@ impl Runner {
     /// scenario's own timeout by 30 s is killed, so a bug in the harness cannot hang the
     /// caller either.
     pub fn run(&self, file: &ScenarioFile) -> ScenarioReport {
-        supervised::run(self, file, &|_| {}, &|_| {})
+        Flight::start(self, file, &|_| {}).finish(&|_| {})
     }
 
-    /// Like [`Runner::run`], telling `started` and then `ended` the supervisor's PID, so a
-    /// caller can forward signals to the supervisors in flight (between the two calls the
-    /// PID is an unreaped child of this process, so signalling it is safe).
-    pub fn run_tracked(
+    /// Run the scenarios `next` gives, one after another, telling `started` and then `ended`
+    /// each supervisor's PID, and `done` each scenario's final report, in order. Between
+    /// `started` and `ended` the PID is an unreaped child of this process, so a caller can
+    /// forward signals to it safely.
+    ///
+    /// With warm supervisors, the next scenario starts as soon as the current one has
+    /// reported, while its supervisor still removes what held it; `done` hears of a scenario
+    /// once that cleanup is over, and a cleanup that failed fails its own scenario. Without
+    /// them (`--paranoid`), each scenario is over, cleanup included, before `done` hears of
+    /// it and the next one starts.
+    pub fn run_each<'f>(
         &self,
-        file: &ScenarioFile,
+        next: &mut dyn FnMut() -> Option<&'f ScenarioFile>,
         started: &dyn Fn(u32),
         ended: &dyn Fn(u32),
-    ) -> ScenarioReport {
-        supervised::run(self, file, started, ended)
+        done: &mut dyn FnMut(ScenarioReport),
+    ) {
+        let mut cleaning: Option<Flight<'_>> = None;
+        while let Some(file) = next() {
+            let mut flight = Flight::start(self, file, started);
+            if let Some(previous) = cleaning.take() {
+                done(previous.finish(ended));
+            }
+            if self.warm.is_none() {
+                done(flight.finish(ended));
+            } else {
+                flight.wait_report(ended);
+                cleaning = Some(flight);
+            }
+        }
+        if let Some(previous) = cleaning {
+            done(previous.finish(ended));
+        }
     }
 }
 

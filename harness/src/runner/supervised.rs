@@ -1,82 +1,186 @@
 //! Running one scenario in a supervisor process: a warm one from the pool when the runner
-//! keeps one, else a cold `__supervise`; its report read back within a backstop time.
+//! keeps one, else a cold `__supervise`; its report and then its cleanup's verdict read
+//! back within a backstop time.
 
 use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::gather;
+use super::gather::{self, Gathered};
 use super::{Runner, ScenarioFile};
 use crate::report::{Outcome, ScenarioReport};
 use crate::scenario::load_file;
-use crate::supervisor::{timeout_of, timeout_scale, Assignment, DEFAULT_TIMEOUT};
+use crate::supervisor::{timeout_of, timeout_scale, Assignment, CleanupVerdict, DEFAULT_TIMEOUT};
 
-/// Run `file` in a supervisor, telling `started_fn` and then `ended_fn` its PID.
-pub(super) fn run(
-    runner: &Runner,
-    file: &ScenarioFile,
-    started_fn: &dyn Fn(u32),
-    ended_fn: &dyn Fn(u32),
-) -> ScenarioReport {
-    let exe = &runner.exe;
-    let started = Instant::now();
-    let failure = |reason: String| ScenarioReport {
-        name: file.name.clone(),
-        path: file.path.display().to_string(),
-        outcome: Outcome::Failed { step: None, reason },
-        steps: Vec::new(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        log: String::new(),
-        snapshot: false,
-        tool: None,
-    };
-    crate::phase_log::mark("runner: scenario started");
-    let mut child = match start_supervisor(runner, file) {
-        Ok(child) => child,
-        Err(err) => return failure(format!("cannot start {}: {err}", exe.display())),
-    };
-    started_fn(child.id());
-    // Read while the supervisor starts: the scenario's own limit, for the backstop.
-    let limit = load_file(&file.path)
-        .map(|l| timeout_of(&l))
-        .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
-    let backstop = limit + Duration::from_secs(30);
-    let gathered = gather::gather(&child, backstop);
-    if gathered.overdue {
-        let _ = child.kill();
+/// A scenario given to its supervisor.
+pub(super) struct Flight<'r> {
+    runner: &'r Runner,
+    name: String,
+    path: String,
+    started: Instant,
+    /// The supervisor, until it printed its last line or was given up on.
+    child: Option<Child>,
+    deadline: Instant,
+    backstop: Duration,
+    gathered: Gathered,
+    /// The report, once read (its cleanup may still be going on), or why there is none.
+    report: Option<ScenarioReport>,
+}
+
+impl<'r> Flight<'r> {
+    /// Give `file` to a supervisor, telling `started_fn` its PID.
+    pub(super) fn start(
+        runner: &'r Runner,
+        file: &ScenarioFile,
+        started_fn: &dyn Fn(u32),
+    ) -> Flight<'r> {
+        crate::phase_log::mark("runner: scenario started");
+        let started = Instant::now();
+        let child = start_supervisor(runner, file);
+        if let Ok(child) = &child {
+            started_fn(child.id());
+        }
+        // Read while the supervisor starts: the scenario's own limit, for the backstop.
+        let limit = load_file(&file.path)
+            .map(|l| timeout_of(&l))
+            .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
+        let backstop = limit + Duration::from_secs(30);
+        let mut flight = Flight {
+            runner,
+            name: file.name.clone(),
+            path: file.path.display().to_string(),
+            started,
+            child: None,
+            deadline: started + backstop,
+            backstop,
+            gathered: Gathered::default(),
+            report: None,
+        };
+        match child {
+            Ok(child) => flight.child = Some(child),
+            Err(err) => {
+                let reason = format!("cannot start {}: {err}", runner.exe.display());
+                flight.report = Some(flight.failure(reason));
+            }
+        }
+        flight
     }
-    // A supervisor that printed its report has cleaned up; its exit need not be waited for.
-    let status = match (&runner.warm, gathered.has_report() && !gathered.overdue) {
-        (Some(pool), true) => {
+
+    /// Wait for the scenario's report; the supervisor may still be cleaning up after it.
+    pub(super) fn wait_report(&mut self, ended_fn: &dyn Fn(u32)) {
+        let Some(child) = self.child.as_ref().filter(|_| self.report.is_none()) else {
+            return;
+        };
+        gather::gather(child, self.deadline, 1, &mut self.gathered);
+        let Some(line) = self.gathered.line(0) else {
+            return self.give_up(None, ended_fn);
+        };
+        match serde_json::from_slice::<ScenarioReport>(line) {
+            Ok(report) => {
+                crate::phase_log::mark("runner: report read");
+                self.report = Some(report);
+            }
+            Err(err) => self.give_up(Some(format!("a garbled report ({err})")), ended_fn),
+        }
+    }
+
+    /// Wait for the end of the supervisor's cleanup, and give the scenario's final report:
+    /// a cleanup that failed fails a scenario that passed.
+    pub(super) fn finish(mut self, ended_fn: &dyn Fn(u32)) -> ScenarioReport {
+        self.wait_report(ended_fn);
+        let Some(child) = &self.child else {
+            return self.into_report();
+        };
+        gather::gather(child, self.deadline, 2, &mut self.gathered);
+        let verdict = self
+            .gathered
+            .line(1)
+            .and_then(|line| serde_json::from_slice::<CleanupVerdict>(line).ok());
+        let Some(verdict) = verdict.filter(|_| !self.gathered.overdue) else {
+            self.give_up(Some("no verdict on its cleanup".into()), ended_fn);
+            return self.into_report();
+        };
+        if let Some(child) = self.child.take() {
             let pid = child.id();
-            pool.reap_later(child);
+            // It printed its last line: its exit need not be waited for here.
+            match &self.runner.warm {
+                Some(pool) => pool.reap_later(child),
+                None => reap(child),
+            }
             ended_fn(pid);
-            None
         }
-        _ => {
-            let status = child.wait().ok();
-            ended_fn(child.id());
-            status
+        let log = String::from_utf8_lossy(&self.gathered.log).into_owned();
+        let mut report = self.into_report();
+        report.log.push_str(&log);
+        if let (Outcome::Passed, Some(leak)) = (&report.outcome, verdict.cleanup) {
+            report.outcome = Outcome::Failed {
+                step: None,
+                reason: format!("cleanup failed: {leak}"),
+            };
         }
-    };
-    let log = String::from_utf8_lossy(&gathered.log).into_owned();
-    if gathered.overdue {
-        return failure(format!(
-            "the supervisor did not end within {} s and was killed\n{log}",
-            backstop.as_secs()
-        ));
+        report
     }
-    crate::phase_log::mark("runner: report read");
-    match serde_json::from_slice::<ScenarioReport>(&gathered.out) {
-        Ok(mut report) => {
-            report.log.push_str(&log);
-            report
+
+    /// Kill the supervisor if it is overdue and reap it: the scenario fails (when it had
+    /// not failed already), saying what the supervisor did not give (`missing`, or else a
+    /// report) and how it ended, with its log.
+    fn give_up(&mut self, missing: Option<String>, ended_fn: &dyn Fn(u32)) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.gathered.overdue {
+            let _ = child.kill();
         }
-        Err(err) => failure(format!(
-            "the supervisor ({}) gave no report ({err})\n{log}",
-            status.map_or_else(|| "still running".to_string(), |s| s.to_string())
-        )),
+        let status = child.wait().ok();
+        ended_fn(child.id());
+        let log = String::from_utf8_lossy(&self.gathered.log);
+        let reason = if self.gathered.overdue {
+            format!(
+                "the supervisor did not end within {} s and was killed\n{log}",
+                self.backstop.as_secs()
+            )
+        } else {
+            let status = status.map_or_else(|| "status unknown".to_string(), |s| s.to_string());
+            let missing = missing.unwrap_or_else(|| "no report".to_string());
+            format!("the supervisor ({status}) gave {missing}\n{log}")
+        };
+        self.report = Some(match self.report.take() {
+            None => self.failure(reason),
+            Some(mut report) => {
+                if matches!(report.outcome, Outcome::Passed) {
+                    report.outcome = Outcome::Failed { step: None, reason };
+                } else {
+                    report.log.push_str(&reason);
+                }
+                report
+            }
+        });
     }
+
+    fn failure(&self, reason: String) -> ScenarioReport {
+        ScenarioReport {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            outcome: Outcome::Failed { step: None, reason },
+            steps: Vec::new(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            log: String::new(),
+            snapshot: false,
+            tool: None,
+        }
+    }
+
+    fn into_report(self) -> ScenarioReport {
+        match self.report {
+            Some(report) => report,
+            None => self.failure("the supervisor was abandoned".into()),
+        }
+    }
+}
+
+/// Reap `child` (it printed its last line and is exiting).
+fn reap(mut child: Child) {
+    let _ = child.wait();
 }
 
 /// A supervisor running `file`: a warm one told its scenario (and this thread's next one
@@ -126,33 +230,171 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Chi
     Ok(child)
 }
 
-/// The nice value a warm supervisor waits at: while it makes its stand-in host, the scenario
-/// in flight (on 2 cores, the thing it competes with) goes first. Only as root, which can
-/// bring it back to 0 when its scenario comes.
-const WARM_NICE: i32 = 19;
-
 /// Start a supervisor; `in_background` when its scenario is not there yet.
+///
+/// As root, a supervisor started ahead runs in the background (`SCHED_IDLE`) from its exec
+/// on, with its stand-in host: on 2 cores, the thing it competes with is the scenario in
+/// flight, which goes first. [`tell`] brings it back to normal with its scenario.
 fn spawn_warm(runner: &Runner, in_background: bool) -> std::io::Result<Child> {
-    let child = runner
-        .command()
+    use crate::sys::{scheduling_of, set_scheduling, Scheduling};
+    let mut command = runner.command();
+    command
         .args(["__supervise", "--warm"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if in_background && nix::unistd::geteuid().is_root() {
-        let _ = crate::sys::set_nice(nix::unistd::Pid::from_raw(child.id() as i32), WARM_NICE);
+        .stderr(Stdio::piped());
+    let this_thread = nix::unistd::Pid::from_raw(0);
+    let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
+    if !(in_background && normal && nix::unistd::geteuid().is_root()) {
+        return command.spawn();
     }
-    Ok(child)
+    // The child inherits this thread's policy, through its exec.
+    let _ = set_scheduling(this_thread, Scheduling::Background);
+    let child = command.spawn();
+    let _ = set_scheduling(this_thread, Scheduling::Normal);
+    child
 }
 
-/// Give `child` its scenario, at the normal nice value (as root: see [`WARM_NICE`]).
+/// Give `child` its scenario, back in the normal scheduling (see [`spawn_warm`]).
 fn tell(child: &mut Child, line: &[u8]) -> std::io::Result<()> {
     if nix::unistd::geteuid().is_root() {
-        let _ = crate::sys::set_nice(nix::unistd::Pid::from_raw(child.id() as i32), 0);
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = crate::sys::set_scheduling(pid, crate::sys::Scheduling::Normal);
     }
     match child.stdin.as_mut() {
         Some(stdin) => stdin.write_all(line),
         None => Err(std::io::Error::other("no input")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use super::super::{Runner, ScenarioFile};
+    use crate::report::{Outcome, ScenarioReport};
+
+    /// A stand-in for the `nsconform` binary: a shell script that, whatever it is asked,
+    /// prints `lines` (a passing report for `$NAME` as `{report}`) and ends with `ending`.
+    fn fake_binary(dir: &Path, lines: &[&str], ending: &str) -> PathBuf {
+        let report = serde_json::to_string(&ScenarioReport {
+            name: "fake".into(),
+            path: "fake.toml".into(),
+            outcome: Outcome::Passed,
+            steps: Vec::new(),
+            duration_ms: 0,
+            log: String::new(),
+            snapshot: false,
+            tool: None,
+        })
+        .expect("encode");
+        let mut script = String::from("#!/bin/sh\n# warm: wait for the scenario\n");
+        script.push_str("[ \"$2\" = --warm ] && read -r line\n");
+        for line in lines {
+            let line = line.replace("{report}", &report);
+            script.push_str(&format!("printf '%s\\n' '{line}'\n"));
+        }
+        script.push_str(ending);
+        script.push('\n');
+        let path = dir.join("nsconform");
+        std::fs::write(&path, script).expect("write the fake binary");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn file(dir: &Path, name: &str) -> ScenarioFile {
+        ScenarioFile {
+            name: name.into(),
+            path: dir.join(format!("{name}.toml")),
+        }
+    }
+
+    fn reason(report: &ScenarioReport) -> String {
+        match &report.outcome {
+            Outcome::Failed { reason, .. } => reason.clone(),
+            other => format!("not a failure: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clean_cleanup_leaves_the_report_as_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_binary(dir.path(), &["{report}", r#"{"cleanup":null}"#], "exit 0");
+        let report = Runner::new(exe).run(&file(dir.path(), "a"));
+        assert_eq!(report.outcome, Outcome::Passed, "{}", report.log);
+    }
+
+    #[test]
+    fn a_leak_in_the_cleanup_fails_a_scenario_that_passed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_binary(
+            dir.path(),
+            &["{report}", r#"{"cleanup":"a veth was left"}"#],
+            "echo 'nsconform: cleanup failed: a veth was left' >&2; exit 0",
+        );
+        let report = Runner::new(exe).run(&file(dir.path(), "a"));
+        assert_eq!(reason(&report), "cleanup failed: a veth was left");
+        assert!(report.log.contains("cleanup failed"), "{}", report.log);
+    }
+
+    #[test]
+    fn a_supervisor_that_ends_after_its_report_without_a_verdict_fails_the_scenario() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_binary(dir.path(), &["{report}"], "exit 3");
+        let report = Runner::new(exe).run(&file(dir.path(), "a"));
+        let reason = reason(&report);
+        assert!(
+            reason.contains("gave no verdict on its cleanup") && reason.contains('3'),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_supervisor_without_a_report_fails_the_scenario_with_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_binary(dir.path(), &[], "echo 'it broke' >&2; exit 4");
+        let report = Runner::new(exe).run(&file(dir.path(), "a"));
+        let reason = reason(&report);
+        assert!(
+            reason.contains("gave no report") && reason.contains("it broke"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn run_each_gives_every_final_report_in_order_with_warm_supervisors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_binary(
+            dir.path(),
+            &["{report}", r#"{"cleanup":"left over"}"#],
+            "exit 0",
+        );
+        let runner = Runner::new(exe).with_warm_supervisors(Some(3));
+        let files: Vec<ScenarioFile> = ["a", "b", "c"]
+            .iter()
+            .map(|n| file(dir.path(), n))
+            .collect();
+        let mut queue = files.iter();
+        let started = std::sync::Mutex::new(Vec::new());
+        let ended = std::sync::Mutex::new(Vec::new());
+        let mut reports = Vec::new();
+        runner.run_each(
+            &mut || queue.next(),
+            &|pid| started.lock().expect("lock").push(pid),
+            &|pid| ended.lock().expect("lock").push(pid),
+            &mut |report| reports.push(report),
+        );
+        runner.finish();
+        assert_eq!(reports.len(), 3);
+        for report in &reports {
+            assert_eq!(reason(report), "cleanup failed: left over");
+        }
+        let mut started = started.into_inner().expect("lock");
+        let mut ended = ended.into_inner().expect("lock");
+        started.sort_unstable();
+        ended.sort_unstable();
+        assert_eq!(started.len(), 3);
+        assert_eq!(started, ended, "every supervisor started is ended");
     }
 }

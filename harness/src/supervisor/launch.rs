@@ -155,11 +155,12 @@ impl WarmStandIn {
     }
 
     /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
-    /// while this process checks the scenario. It is brought back to the normal nice value
-    /// first (the runner starts warm supervisors at a high one); false when that fails.
+    /// while this process checks the scenario. It is brought back to the scheduling of this
+    /// process first (the runner starts warm supervisors in the background); false when
+    /// that fails.
     pub(super) fn announce(&mut self, path: &Path) -> bool {
-        if let Err(e) = crate::sys::set_nice(self.child, 0) {
-            eprintln!("nsconform: the warm orchestrator's nice value: {e}");
+        if let Err(e) = crate::sys::set_scheduling(self.child, crate::sys::Scheduling::Normal) {
+            eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
             return false;
         }
         let mut line = path.as_os_str().as_bytes().to_vec();
@@ -201,7 +202,9 @@ impl WarmStandIn {
         with_cleanup(reason, self.end())
     }
 
-    fn end(self) -> Result<(), String> {
+    /// End the orchestrator without a scenario and remove everything; what is left, if
+    /// anything, as the error.
+    pub(super) fn end(self) -> Result<(), String> {
         drop(self.go);
         drop(self.events);
         // The stand-in's PID 1: the kernel kills everything in its namespace with it.

@@ -25,7 +25,7 @@ use nix::sched::CloneFlags;
 use self::interrupts::Interrupts;
 use self::launch::{fork_cold, Running, WarmStandIn};
 pub(crate) use self::warm_up::warm_up;
-use self::watch::{reap_descendants, watch};
+use self::watch::{end_of, reap_descendants, watch, Watched, EXIT_GRACE};
 use crate::payload::offers::Sources;
 use crate::report::{Outcome, ScenarioReport, StepRecord, ToolUnderTest};
 use crate::scenario::model::HostMode;
@@ -108,15 +108,84 @@ pub(crate) struct Assignment {
     pub(crate) path: PathBuf,
 }
 
+/// The second line a supervisor prints, after its report: whether everything the scenario
+/// started and everything that held it is gone (`{"cleanup":null}`), or what is left.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CleanupVerdict {
+    /// What was left behind, if anything.
+    pub(crate) cleanup: Option<String>,
+}
+
+/// A scenario's report, and what is left to do after printing it.
+pub(crate) struct Supervised {
+    /// What the scenario did.
+    pub(crate) report: ScenarioReport,
+    /// Ending its processes and removing its cgroups: the runner reads the report first, so
+    /// it can give a warm supervisor the next scenario meanwhile.
+    pub(crate) cleanup: Cleanup,
+}
+
+/// What is left after a scenario's report: its orchestrator, still exiting with the last
+/// processes of its PID namespace, the scenario's cgroups, and any warm stand-in host it did
+/// not use.
+#[derive(Default)]
+pub(crate) struct Cleanup {
+    unused: Option<WarmStandIn>,
+    ran: Option<Ran>,
+}
+
+/// What ran a scenario.
+struct Ran {
+    session: Session,
+    /// The orchestrator, if it finished and is exiting (else it is reaped already).
+    exiting: Option<nix::unistd::Pid>,
+    containment: crate::containment::Containment,
+    namespaces: Vec<std::os::fd::OwnedFd>,
+}
+
+impl Cleanup {
+    /// End and remove everything; what is left behind, if anything, as the error.
+    pub(crate) fn run(self) -> Result<(), String> {
+        let unused = self.unused.map_or(Ok(()), WarmStandIn::end);
+        let Some(ran) = self.ran else {
+            return unused;
+        };
+        // The next scenario may be running by now: it goes first.
+        for process in [Some(nix::unistd::Pid::this()), ran.exiting]
+            .into_iter()
+            .flatten()
+        {
+            let _ = crate::sys::set_nice(process, 19);
+        }
+        let ended = ran.exiting.map_or(Ok(()), |orchestrator| {
+            end_of(
+                orchestrator,
+                &ran.session.interrupts,
+                EXIT_GRACE.mul_f64(timeout_scale()),
+            )
+        });
+        let leftovers = reap_descendants();
+        let cleanup = ended
+            .and(leftovers)
+            .and(ran.containment.destroy())
+            .and(unused);
+        // Closed when this process exits, after its last line: their teardown is off the
+        // path of the runner, which reads that line.
+        std::mem::forget(ran.namespaces);
+        crate::phase_log::mark("supervisor: cleaned up");
+        cleanup
+    }
+}
+
 /// Run the scenario at `path` named `name` and report what happened.
-pub(crate) fn supervise(path: &Path, name: &str) -> ScenarioReport {
+pub(crate) fn supervise(path: &Path, name: &str) -> Supervised {
     supervise_with(path, name, None)
 }
 
 /// A warm supervisor: make a stand-in host, then run the scenario the runner names on
 /// standard input. `None` (and nothing left behind) when the input ends or a signal comes
 /// first.
-pub(crate) fn serve_warm() -> Option<ScenarioReport> {
+pub(crate) fn serve_warm() -> Option<Supervised> {
     let machine = MachineFacts::read();
     let Ok(session) = Session::begin() else {
         // The cold path tries again, and reports why it cannot.
@@ -212,7 +281,7 @@ struct Prepared {
     warm: Option<WarmStandIn>,
 }
 
-fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> ScenarioReport {
+fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Supervised {
     crate::phase_log::mark("supervisor: scenario received");
     let started = Instant::now();
     let mut report = ScenarioReport {
@@ -225,6 +294,7 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Sc
         snapshot: false,
         tool: None,
     };
+    let mut cleanup = Cleanup::default();
     report.outcome = match load_file(path) {
         Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {
             message: diagnostics
@@ -252,16 +322,17 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Sc
                     &mut report.steps,
                     &mut report.tool,
                     prepared.take(),
+                    &mut cleanup,
                 ),
             }
         }
     };
     if let Some(warm) = prepared.and_then(|p| p.warm) {
-        warm.discard();
+        cleanup.unused = Some(warm);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     crate::phase_log::mark("supervisor: report ready");
-    report
+    Supervised { report, cleanup }
 }
 
 fn run(
@@ -269,6 +340,7 @@ fn run(
     steps: &mut Vec<StepRecord>,
     tool: &mut Option<ToolUnderTest>,
     prepared: Option<Prepared>,
+    cleanup: &mut Cleanup,
 ) -> Outcome {
     let (session, machine, warm) = match prepared {
         Some(Prepared {
@@ -282,11 +354,8 @@ fn run(
         },
     };
     let mode = loaded.scenario.host;
-    let discard = |warm: Option<WarmStandIn>| {
-        if let Some(warm) = warm {
-            warm.discard();
-        }
-    };
+    // Removed after the report, unless a cold start needs its place (below).
+    let mut discard = |warm: Option<WarmStandIn>| cleanup.unused = warm;
     if userland().is_some() && mode == HostMode::Real {
         discard(warm);
         return Outcome::Skipped {
@@ -308,7 +377,10 @@ fn run(
     let started = match (mode, warm) {
         (HostMode::StandIn, Some(warm)) => warm.go(max_processes),
         (_, warm) => {
-            discard(warm);
+            // Its cgroups have the names the cold start's own will take: gone first.
+            if let Some(warm) = warm {
+                warm.discard();
+            }
             fork_cold(
                 loaded,
                 &sources,
@@ -327,7 +399,7 @@ fn run(
         Ok(running) => running,
         Err(reason) => return Outcome::Failed { step: None, reason },
     };
-    let outcome = watch(
+    let Watched { outcome, exiting } = watch(
         child,
         events,
         &session.interrupts,
@@ -335,18 +407,11 @@ fn run(
         steps,
         tool,
     );
-    let leftovers = reap_descendants();
-    let cleanup = containment.destroy().and(leftovers);
-    if let Err(leak) = &cleanup {
-        eprintln!("nsconform: cleanup failed: {leak}");
-    }
-    // Closed when this process exits, after the report: tearing them down is off its path.
-    std::mem::forget(namespaces);
-    match (outcome, cleanup) {
-        (Outcome::Passed, Err(leak)) => Outcome::Failed {
-            step: None,
-            reason: format!("cleanup failed: {leak}"),
-        },
-        (outcome, _) => outcome,
-    }
+    cleanup.ran = Some(Ran {
+        session,
+        exiting,
+        containment,
+        namespaces,
+    });
+    outcome
 }

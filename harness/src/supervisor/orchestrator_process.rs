@@ -86,7 +86,7 @@ pub(super) fn in_standin(
                 Ok(None) => return 0,
                 Ok(Some(pair)) => {
                     if let Some(Err(e)) = spare.as_ref().map(SpareActor::wake) {
-                        eprintln!("nsconform: the spare actor's nice value: {e}");
+                        eprintln!("nsconform: the spare actor's scheduling: {e}");
                     }
                     told = pair;
                     go = Some(pipe);

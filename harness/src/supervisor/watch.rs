@@ -61,8 +61,18 @@ fn own_children(me: u32) -> std::collections::BTreeSet<u32> {
     }
 }
 
-/// Read events until the orchestrator finishes or the limit passes; then make sure it and
-/// everything under it are gone.
+/// How watching an orchestrator ended.
+pub(super) struct Watched {
+    /// What the scenario did.
+    pub(super) outcome: Outcome,
+    /// The orchestrator, when it finished its scenario and is still exiting: the report need
+    /// not wait for that (see [`end_of`]).
+    pub(super) exiting: Option<Pid>,
+}
+
+/// Read events until the orchestrator finishes (its `Finished` event, or the end of its
+/// events) or the limit passes. On a timeout or an interrupt it is killed, with everything in
+/// its namespace; unless it finished, it is reaped.
 pub(super) fn watch(
     child: Pid,
     events: OwnedFd,
@@ -70,12 +80,19 @@ pub(super) fn watch(
     limit: Duration,
     steps: &mut Vec<StepRecord>,
     tool: &mut Option<ToolUnderTest>,
-) -> Outcome {
+) -> Watched {
     let deadline = Instant::now() + limit;
+    let mut log = EventLog {
+        steps,
+        tool,
+        outcome: None,
+        running: None,
+        finished: false,
+    };
     let mut buffer = Vec::new();
     let mut timed_out = false;
     let mut interrupted = interrupts.parent_gone().then_some(Signal::SIGTERM);
-    while interrupted.is_none() {
+    while interrupted.is_none() && !log.finished {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             timed_out = true;
@@ -102,22 +119,69 @@ pub(super) fn watch(
             Err(Errno::EINTR) => {}
             Err(_) => break,
         }
-    }
-    // Killing the stand-in's PID 1 makes the kernel kill every process in its namespace.
-    if timed_out || interrupted.is_some() {
-        let _ = kill(child, Signal::SIGKILL);
-    }
-    crate::phase_log::mark("supervisor: events ended");
-    let status = loop {
-        match waitpid(child, None) {
-            Err(Errno::EINTR) => {}
-            other => break other,
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            log.take(&line[..end]);
         }
+    }
+    drop(events);
+    crate::phase_log::mark("supervisor: events ended");
+    let finished = log.finished && !timed_out && interrupted.is_none();
+    let status = if finished {
+        None
+    } else {
+        // Killing the stand-in's PID 1 makes the kernel kill every process in its namespace.
+        if timed_out || interrupted.is_some() {
+            let _ = kill(child, Signal::SIGKILL);
+        }
+        let status = loop {
+            match waitpid(child, None) {
+                Err(Errno::EINTR) => {}
+                other => break other,
+            }
+        };
+        crate::phase_log::mark("supervisor: orchestrator reaped");
+        Some(status)
     };
-    crate::phase_log::mark("supervisor: orchestrator reaped");
-    let mut outcome = None;
-    let mut running = None;
-    for line in buffer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    let running = log.running;
+    let outcome = if let Some(signal) = interrupted {
+        Outcome::Failed {
+            step: running,
+            reason: format!("interrupted by {signal}; everything the scenario started was killed"),
+        }
+    } else if timed_out {
+        Outcome::TimedOut {
+            step: running,
+            limit_ms: limit.as_millis() as u64,
+        }
+    } else {
+        log.outcome.unwrap_or_else(|| Outcome::Failed {
+            step: running,
+            reason: format!("the orchestrator ended without finishing ({status:?})"),
+        })
+    };
+    Watched {
+        outcome,
+        exiting: finished.then_some(child),
+    }
+}
+
+/// The events read so far, as they add up to a scenario's record.
+struct EventLog<'a> {
+    steps: &'a mut Vec<StepRecord>,
+    tool: &'a mut Option<ToolUnderTest>,
+    outcome: Option<Outcome>,
+    /// The step begun and not yet finished.
+    running: Option<usize>,
+    /// The `Finished` event came.
+    finished: bool,
+}
+
+impl EventLog<'_> {
+    fn take(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            return;
+        }
         match serde_json::from_slice::<Event>(line) {
             Ok(Event::StepStarted {
                 number,
@@ -125,53 +189,95 @@ pub(super) fn watch(
                 actor,
                 action,
             }) => {
-                running = Some(number);
-                steps.push(StepRecord::begun(number, line, actor, action));
+                self.running = Some(number);
+                self.steps
+                    .push(StepRecord::begun(number, line, actor, action));
             }
             Ok(Event::StepFinished(record)) => {
-                running = None;
+                self.running = None;
                 let failed = !record.mismatches.is_empty();
                 let number = record.number;
-                if let Some(last) = steps.last_mut().filter(|s| s.number == number) {
+                if let Some(last) = self.steps.last_mut().filter(|s| s.number == number) {
                     *last = record;
                 } else {
-                    steps.push(record);
+                    self.steps.push(record);
                 }
                 if failed {
-                    outcome = Some(Outcome::Failed {
+                    self.outcome = Some(Outcome::Failed {
                         step: Some(number),
                         reason: format!("step {number} did not behave as expected"),
                     });
                 }
             }
             Ok(Event::Aborted { step, reason }) => {
-                outcome = Some(Outcome::Failed { step, reason });
+                self.outcome = Some(Outcome::Failed { step, reason });
             }
-            Ok(Event::Invalid { message }) => outcome = Some(Outcome::Invalid { message }),
-            Ok(Event::Tool(found)) => *tool = Some(found),
-            Ok(Event::Finished) => outcome = outcome.or(Some(Outcome::Passed)),
+            Ok(Event::Invalid { message }) => self.outcome = Some(Outcome::Invalid { message }),
+            Ok(Event::Tool(found)) => *self.tool = Some(found),
+            Ok(Event::Finished) => {
+                self.finished = true;
+                self.outcome = self.outcome.take().or(Some(Outcome::Passed));
+            }
             Err(err) => {
-                outcome = Some(Outcome::Failed {
-                    step: running,
+                self.outcome = Some(Outcome::Failed {
+                    step: self.running,
                     reason: format!("garbled event from the orchestrator: {err}"),
                 })
             }
         }
     }
-    if let Some(signal) = interrupted {
-        return Outcome::Failed {
-            step: running,
-            reason: format!("interrupted by {signal}; everything the scenario started was killed"),
-        };
+}
+
+/// How long an orchestrator that finished its scenario may take to exit (it has told its
+/// actors to end; its namespace's last processes go with it), before it is killed and the
+/// cleanup fails.
+pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Wait for `orchestrator`, which finished its scenario, to exit (everything in its PID
+/// namespace with it), and reap it. Past `grace`, or on an interrupt, it is killed; past
+/// `grace` that is an error, as a harness that cannot end a scenario is broken.
+pub(super) fn end_of(
+    orchestrator: Pid,
+    interrupts: &Interrupts,
+    grace: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + grace;
+    let mut late = false;
+    if let Ok(pidfd) = crate::sys::pidfd_open(orchestrator) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                late = true;
+                let _ = kill(orchestrator, Signal::SIGKILL);
+                break;
+            }
+            let mut fds = [
+                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN),
+            ];
+            let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Err(_) => break,
+                Ok(_) => {}
+            }
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                break;
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) && interrupts.received().is_some() {
+                let _ = kill(orchestrator, Signal::SIGKILL);
+                break;
+            }
+        }
     }
-    if timed_out {
-        return Outcome::TimedOut {
-            step: running,
-            limit_ms: limit.as_millis() as u64,
-        };
+    // Without a pidfd (before 5.3) the wait is unbounded, as the orchestrator is ending.
+    while waitpid(orchestrator, None) == Err(Errno::EINTR) {}
+    crate::phase_log::mark("supervisor: orchestrator reaped");
+    if late {
+        return Err(format!(
+            "the orchestrator did not exit within {} s of finishing and was killed",
+            grace.as_secs()
+        ));
     }
-    outcome.unwrap_or_else(|| Outcome::Failed {
-        step: running,
-        reason: format!("the orchestrator ended without finishing ({status:?})"),
-    })
+    Ok(())
 }
