@@ -15,6 +15,7 @@ mod compare;
 mod containment;
 mod errno;
 mod expect;
+mod fork_server;
 pub mod host_guard;
 mod json_file;
 mod kernels;

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
@@ -191,6 +191,28 @@ pub(crate) fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `pidfd_send_signal(2)`: signal the process of `pidfd`, which cannot be another process that
+/// reused its PID.
+pub(crate) fn pidfd_send_signal(
+    pidfd: &OwnedFd,
+    signal: nix::sys::signal::Signal,
+) -> nix::Result<()> {
+    // SAFETY: plain syscall with a descriptor we own, a signal number and null info/flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
 }
 
 /// A path as the C string a system call takes (`EINVAL` if it holds a NUL byte).

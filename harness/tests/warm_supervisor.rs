@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{repo, text};
+use common::{cgroups_of, repo, text};
 
 fn warm() -> Child {
     Command::new(env!("CARGO_BIN_EXE_nsconform"))
@@ -30,30 +30,6 @@ fn is_root() -> bool {
             .find(|l| l.starts_with("Uid:"))
             .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
     })
-}
-
-/// The cgroup directories named for the supervisor `pid`, in every hierarchy.
-fn cgroups_of(pid: u32) -> Vec<PathBuf> {
-    fn walk(dir: &std::path::Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if entry.file_name() == name {
-                found.push(entry.path());
-            } else if depth > 0 {
-                walk(&entry.path(), name, depth - 1, found);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(
-        std::path::Path::new("/sys/fs/cgroup"),
-        &format!("nsconform-{pid}"),
-        6,
-        &mut found,
-    );
-    found
 }
 
 fn tell(mut child: Child, name: &str, path: &str) -> Output {

@@ -65,15 +65,19 @@ enum Commands {
     #[command(name = "__supervise", hide = true)]
     Supervise {
         /// The name to report.
-        #[arg(long, required_unless_present = "warm")]
+        #[arg(long, required_unless_present_any = ["warm", "server"])]
         name: Option<String>,
         /// The scenario file.
-        #[arg(required_unless_present = "warm")]
+        #[arg(required_unless_present_any = ["warm", "server"])]
         path: Option<PathBuf>,
         /// Make the stand-in host first, then read the scenario from standard input (one
         /// JSON line: `{"name": ..., "path": ...}`); print nothing if the input ends first.
         #[arg(long, conflicts_with_all = ["name", "path"])]
         warm: bool,
+        /// Be a fork server of warm supervisors, on the socket that is standard input (see
+        /// `fork_server.rs`).
+        #[arg(long, conflicts_with_all = ["name", "path", "warm"])]
+        server: bool,
     },
     /// Internal: print, as JSON, why each of these scenarios cannot run here (unmet
     /// requirements); valid scenarios whose requirements hold are left out.
@@ -94,9 +98,24 @@ enum Commands {
     },
 }
 
+/// A supervisor: of the scenario `cold` names (path, name), or else a warm one, which reads
+/// its scenario from standard input. Returns its exit code.
+fn supervise(cold: Option<(&std::path::Path, &str)>) -> i32 {
+    // Whatever mask the invoker had, scenarios start from the same state.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    let supervised = match cold {
+        Some((path, name)) => crate::supervisor::supervise(path, name),
+        None => match crate::supervisor::serve_warm() {
+            Some(supervised) => supervised,
+            None => return 0,
+        },
+    };
+    supervised_output(supervised)
+}
+
 /// A supervisor's two lines: its report, as soon as the scenario is over, then the verdict of
-/// the cleanup that follows (see docs/architecture.md).
-fn supervised_output(supervised: crate::supervisor::Supervised) -> ExitCode {
+/// the cleanup that follows (see docs/architecture.md). Returns its exit code.
+fn supervised_output(supervised: crate::supervisor::Supervised) -> i32 {
     let report = serde_json::to_string(&supervised.report);
     if let Ok(json) = &report {
         emit(&format!("{json}\n"));
@@ -111,11 +130,11 @@ fn supervised_output(supervised: crate::supervisor::Supervised) -> ExitCode {
     match (report, serde_json::to_string(&line)) {
         (Ok(_), Ok(json)) => {
             emit(&format!("{json}\n"));
-            ExitCode::SUCCESS
+            0
         }
         (Err(err), _) | (_, Err(err)) => {
             eprintln!("nsconform: cannot encode the report: {err}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
@@ -132,17 +151,18 @@ pub fn main() -> ExitCode {
         Commands::Report(args) => crate::compare::main(args),
         Commands::Matrix(args) => crate::matrix::main(args),
         Commands::Features { json, save, only } => features(json, save, only),
-        Commands::Supervise { name, path, warm } => {
-            // Whatever mask the invoker had, scenarios start from the same state.
-            let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-            let supervised = match (name, path) {
-                (Some(name), Some(path)) if !warm => crate::supervisor::supervise(&path, &name),
-                _ => match crate::supervisor::serve_warm() {
-                    Some(supervised) => supervised,
-                    None => return ExitCode::SUCCESS,
-                },
+        Commands::Supervise {
+            name,
+            path,
+            warm,
+            server,
+        } => {
+            let code = match (name, path) {
+                (Some(name), Some(path)) if !warm => supervise(Some((&path, &name))),
+                _ if server => crate::fork_server::serve(&|| supervise(None)),
+                _ => supervise(None),
             };
-            supervised_output(supervised)
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Commands::Requirements { paths } => {
             let mut probes = crate::probe::Cache::from_env();

@@ -130,7 +130,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     let before = HostSnapshot::take_with(&sysctls);
     let next = AtomicUsize::new(0);
     let reports = Mutex::new(Vec::new());
-    let interrupt = Interrupt::catch();
+    let interrupt = Interrupt::catch(runner.clone());
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(files.len().max(1)) {
             scope.spawn(|| {
@@ -241,7 +241,7 @@ struct InterruptState {
 impl Interrupt {
     /// Block the signals in this thread (and so in the workers it starts) and wait for them
     /// on a thread of their own.
-    fn catch() -> Interrupt {
+    fn catch(runner: Runner) -> Interrupt {
         use nix::sys::signal::{SigSet, Signal};
         let state = std::sync::Arc::new(InterruptState::default());
         let mut set = SigSet::empty();
@@ -253,6 +253,7 @@ impl Interrupt {
             std::thread::spawn(move || {
                 while let Ok(signal) = set.wait() {
                     *waiter.signal.lock().unwrap_or_else(|p| p.into_inner()) = Some(signal);
+                    runner.interrupt(Signal::SIGTERM);
                     for pid in waiter
                         .supervisors
                         .lock()

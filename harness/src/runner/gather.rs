@@ -3,7 +3,8 @@
 //! supervisor ends, within a backstop time.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::process::Child;
+
+use super::process::Supervisor;
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -40,10 +41,15 @@ impl Gathered {
 /// complete, it exits, or `deadline` passes. Whatever is already in the pipes is read too,
 /// so no log line written before the last of those lines is lost. A descendant that kept the
 /// pipes open cannot hold the caller.
-pub(super) fn gather(child: &Child, deadline: Instant, lines: usize, gathered: &mut Gathered) {
-    let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
-    let out = child.stdout.as_ref().map(AsFd::as_fd);
-    let err = child.stderr.as_ref().map(AsFd::as_fd);
+pub(super) fn gather(
+    supervisor: &Supervisor,
+    deadline: Instant,
+    lines: usize,
+    gathered: &mut Gathered,
+) {
+    let pidfd = supervisor.exit_fd();
+    let out = supervisor.stdout.as_ref().map(AsFd::as_fd);
+    let err = supervisor.stderr.as_ref().map(AsFd::as_fd);
     let mut open = [out.is_some(), err.is_some()];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -128,21 +134,24 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
+    use super::super::process::Supervisor;
     use super::{gather, Gathered};
 
-    fn gather_for(child: &std::process::Child, backstop: Duration, lines: usize) -> Gathered {
+    fn gather_for(child: &Supervisor, backstop: Duration, lines: usize) -> Gathered {
         let mut gathered = Gathered::default();
         gather(child, Instant::now() + backstop, lines, &mut gathered);
         gathered
     }
 
-    fn spawn(script: &str) -> std::process::Child {
-        Command::new("sh")
-            .args(["-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh runs")
+    fn spawn(script: &str) -> Supervisor {
+        Supervisor::from_child(
+            Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("sh runs"),
+        )
     }
 
     #[test]
@@ -153,8 +162,8 @@ mod tests {
         assert!(!gathered.overdue);
         assert_eq!(gathered.out, b"{\"report\":1}\n");
         assert_eq!(gathered.log, b"log line\n");
-        assert!(matches!(child.try_wait(), Ok(None)), "still running");
-        let _ = child.kill();
+        assert!(!child.try_wait(), "still running");
+        child.kill();
         let _ = child.wait();
     }
 
@@ -167,7 +176,7 @@ mod tests {
         assert!(!gathered.overdue);
         assert_eq!(gathered.out, b"partial");
         assert_eq!(gathered.log, b"oops\n");
-        assert_eq!(child.wait().ok().and_then(|s| s.code()), Some(3));
+        assert_eq!(child.wait().and_then(|s| s.code()), Some(3));
     }
 
     #[test]
@@ -175,7 +184,7 @@ mod tests {
         let mut child = spawn("exec sleep 30");
         let gathered = gather_for(&child, Duration::from_millis(50), 1);
         assert!(gathered.overdue);
-        let _ = child.kill();
+        child.kill();
         let _ = child.wait();
     }
 
@@ -192,7 +201,7 @@ mod tests {
         assert_eq!(gathered.line(1), Some(&b"second"[..]));
         assert_eq!(gathered.log, b"cleaning\n");
         assert!(!gathered.overdue);
-        let _ = child.kill();
+        child.kill();
         let _ = child.wait();
     }
 }

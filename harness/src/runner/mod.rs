@@ -4,6 +4,7 @@
 //! calling process may be multithreaded: all namespace work happens in the child.
 
 mod gather;
+mod process;
 mod supervised;
 mod warm_pool;
 
@@ -225,6 +226,15 @@ impl Runner {
         unmet_requirements(self, files)
     }
 
+    /// Pass `signal` (e.g. SIGTERM after Ctrl-C) to the supervisors in flight that are not
+    /// this process's own children (those a fork server forked), and fork no more. The
+    /// caller signals the others itself: `run_each` tells it their PIDs.
+    pub fn interrupt(&self, signal: nix::sys::signal::Signal) {
+        if let Some(pool) = &self.warm {
+            pool.signal_servers(signal);
+        }
+    }
+
     /// Run `file` in a fresh `nsconform __supervise` process. A supervisor that outlives the
     /// scenario's own timeout by 30 s is killed, so a bug in the harness cannot hang the
     /// caller either.
@@ -233,9 +243,10 @@ impl Runner {
     }
 
     /// Run the scenarios `next` gives, one after another, telling `started` and then `ended`
-    /// each supervisor's PID, and `done` each scenario's final report, in order. Between
-    /// `started` and `ended` the PID is an unreaped child of this process, so a caller can
-    /// forward signals to it safely.
+    /// the PID of each supervisor that is this process's own child, and `done` each
+    /// scenario's final report, in order. Between `started` and `ended` the PID is an
+    /// unreaped child of this process, so a caller can forward signals to it safely; it
+    /// reaches the others through [`Runner::interrupt`].
     ///
     /// With warm supervisors, the next scenario starts as soon as the current one has
     /// reported, while its supervisor still removes what held it; `done` hears of a scenario

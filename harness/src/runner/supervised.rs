@@ -3,10 +3,12 @@
 //! back within a backstop time.
 
 use std::io::Write;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::gather::{self, Gathered};
+use super::process::Supervisor;
+use super::warm_pool::WarmPool;
 use super::{Runner, ScenarioFile};
 use crate::report::{Outcome, ScenarioReport};
 use crate::scenario::load_file;
@@ -19,7 +21,10 @@ pub(super) struct Flight<'r> {
     path: String,
     started: Instant,
     /// The supervisor, until it printed its last line or was given up on.
-    child: Option<Child>,
+    child: Option<Supervisor>,
+    /// Whether `started_fn` was told of it (the runner's own children only: see
+    /// [`Supervisor::is_child`]), so `ended_fn` must be.
+    tracked: bool,
     deadline: Instant,
     backstop: Duration,
     gathered: Gathered,
@@ -37,7 +42,8 @@ impl<'r> Flight<'r> {
         crate::phase_log::mark("runner: scenario started");
         let started = Instant::now();
         let child = start_supervisor(runner, file);
-        if let Ok(child) = &child {
+        let tracked = child.as_ref().is_ok_and(Supervisor::is_child);
+        if let (Ok(child), true) = (&child, tracked) {
             started_fn(child.id());
         }
         // Read while the supervisor starts: the scenario's own limit, for the backstop.
@@ -51,6 +57,7 @@ impl<'r> Flight<'r> {
             path: file.path.display().to_string(),
             started,
             child: None,
+            tracked,
             deadline: started + backstop,
             backstop,
             gathered: Gathered::default(),
@@ -107,7 +114,9 @@ impl<'r> Flight<'r> {
                 Some(pool) => pool.reap_later(child),
                 None => reap(child),
             }
-            ended_fn(pid);
+            if self.tracked {
+                ended_fn(pid);
+            }
         }
         let log = String::from_utf8_lossy(&self.gathered.log).into_owned();
         let mut report = self.into_report();
@@ -129,10 +138,12 @@ impl<'r> Flight<'r> {
             return;
         };
         if self.gathered.overdue {
-            let _ = child.kill();
+            child.kill();
         }
-        let status = child.wait().ok();
-        ended_fn(child.id());
+        let status = child.wait();
+        if self.tracked {
+            ended_fn(child.id());
+        }
         let log = String::from_utf8_lossy(&self.gathered.log);
         let reason = if self.gathered.overdue {
             format!(
@@ -140,7 +151,7 @@ impl<'r> Flight<'r> {
                 self.backstop.as_secs()
             )
         } else {
-            let status = status.map_or_else(|| "status unknown".to_string(), |s| s.to_string());
+            let status = status.map_or_else(|| "ended".to_string(), |s| s.to_string());
             let missing = missing.unwrap_or_else(|| "no report".to_string());
             format!("the supervisor ({status}) gave {missing}\n{log}")
         };
@@ -179,13 +190,13 @@ impl<'r> Flight<'r> {
 }
 
 /// Reap `child` (it printed its last line and is exiting).
-fn reap(mut child: Child) {
-    let _ = child.wait();
+fn reap(mut child: Supervisor) {
+    child.wait();
 }
 
 /// A supervisor running `file`: a warm one told its scenario (and this thread's next one
 /// started), or else a cold `__supervise` of the file.
-fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Child> {
+fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Supervisor> {
     let Some(pool) = &runner.warm else {
         return runner
             .command()
@@ -195,7 +206,8 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Chi
             .arg(&file.path)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn();
+            .spawn()
+            .map(Supervisor::from_child);
     };
     let assignment = Assignment {
         name: file.name.clone(),
@@ -206,62 +218,76 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Chi
     // A warm supervisor that died while waiting takes no scenario: start another.
     let mut warm = pool.take();
     let told = warm.as_mut().is_some_and(|w| tell(w, &line).is_ok());
-    let mut child = match warm {
+    let mut supervisor = match warm {
         Some(warm) if told => warm,
         stale => {
             if let Some(mut stale) = stale {
                 // At the end of its input a warm supervisor still alive removes its stand-in.
                 drop(stale.stdin.take());
-                let _ = stale.wait();
+                stale.wait();
             }
             pool.claim();
-            let mut fresh = spawn_warm(runner, false)?;
+            let mut fresh = spawn_warm(runner, pool, false)?;
             tell(&mut fresh, &line)?;
             fresh
         }
     };
-    drop(child.stdin.take());
+    drop(supervisor.stdin.take());
     if pool.claim() {
         // A failure here only means the next scenario starts cold.
-        if let Ok(next) = spawn_warm(runner, true) {
+        if let Ok(next) = spawn_warm(runner, pool, true) {
             pool.put(next);
         }
     }
-    Ok(child)
+    Ok(supervisor)
 }
 
-/// Start a supervisor; `in_background` when its scenario is not there yet.
+/// Start a warm supervisor; `in_background` when its scenario is not there yet. This
+/// thread's fork server forks it when it can; else it is exec'd.
 ///
-/// As root, a supervisor started ahead runs in the background (`SCHED_IDLE`) from its exec
+/// As root, a supervisor started ahead runs in the background (`SCHED_IDLE`) from its start
 /// on, with its stand-in host: on 2 cores, the thing it competes with is the scenario in
 /// flight, which goes first. [`tell`] brings it back to normal with its scenario.
-fn spawn_warm(runner: &Runner, in_background: bool) -> std::io::Result<Child> {
+fn spawn_warm(
+    runner: &Runner,
+    pool: &WarmPool,
+    in_background: bool,
+) -> std::io::Result<Supervisor> {
     use crate::sys::{scheduling_of, set_scheduling, Scheduling};
+    let this_thread = nix::unistd::Pid::from_raw(0);
+    let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
+    let background = in_background && normal && nix::unistd::geteuid().is_root();
+    let server = || {
+        let mut command = runner.command();
+        command.args(["__supervise", "--server"]);
+        command
+    };
+    if let Some(forked) = pool.fork(server, background) {
+        return Ok(Supervisor::from_forked(forked));
+    }
     let mut command = runner.command();
     command
         .args(["__supervise", "--warm"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let this_thread = nix::unistd::Pid::from_raw(0);
-    let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
-    if !(in_background && normal && nix::unistd::geteuid().is_root()) {
-        return command.spawn();
+    if !background {
+        return command.spawn().map(Supervisor::from_child);
     }
     // The child inherits this thread's policy, through its exec.
     let _ = set_scheduling(this_thread, Scheduling::Background);
     let child = command.spawn();
     let _ = set_scheduling(this_thread, Scheduling::Normal);
-    child
+    child.map(Supervisor::from_child)
 }
 
-/// Give `child` its scenario, back in the normal scheduling (see [`spawn_warm`]).
-fn tell(child: &mut Child, line: &[u8]) -> std::io::Result<()> {
+/// Give `supervisor` its scenario, back in the normal scheduling (see [`spawn_warm`]).
+fn tell(supervisor: &mut Supervisor, line: &[u8]) -> std::io::Result<()> {
     if nix::unistd::geteuid().is_root() {
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(supervisor.id() as i32);
         let _ = crate::sys::set_scheduling(pid, crate::sys::Scheduling::Normal);
     }
-    match child.stdin.as_mut() {
+    match supervisor.stdin.as_mut() {
         Some(stdin) => stdin.write_all(line),
         None => Err(std::io::Error::other("no input")),
     }
@@ -290,6 +316,7 @@ mod tests {
         })
         .expect("encode");
         let mut script = String::from("#!/bin/sh\n# warm: wait for the scenario\n");
+        script.push_str("[ \"$2\" = --server ] && exit 1\n");
         script.push_str("[ \"$2\" = --warm ] && read -r line\n");
         for line in lines {
             let line = line.replace("{report}", &report);

@@ -1,23 +1,33 @@
 //! Warm supervisors waiting for a scenario: while a trial runs its scenario, the runner starts
-//! the supervisor of that trial's next one (`__supervise --warm`), which execs, makes its
-//! cgroups and its stand-in host, and then waits for its scenario on standard input.
+//! the supervisor of that trial's next one, which makes its cgroups and its stand-in host,
+//! and then waits for its scenario on standard input. Each thread has its own fork server
+//! (`fork_server.rs`), exec'd once, which forks them; without one (it could not start), they
+//! are exec'd (`__supervise --warm`).
 //!
-//! Each supervisor is kept for the thread that started it: its death signal
-//! (`PR_SET_PDEATHSIG`) follows that thread, so a warm supervisor whose thread ends cleans up
-//! and exits instead of waiting for a scenario that will not come.
+//! Supervisors and servers are kept for the thread that started them: a death signal
+//! (`PR_SET_PDEATHSIG`) follows that thread, so a warm supervisor whose thread ends cleans
+//! up and exits instead of waiting for a scenario that will not come.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::process::Child;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::ThreadId;
+
+use super::process::Supervisor;
+use crate::fork_server::{ForkServer, Forked};
 
 /// The warm supervisors of one run.
 #[derive(Debug)]
 pub(crate) struct WarmPool {
-    ready: Mutex<HashMap<ThreadId, Child>>,
-    /// Supervisors that reported and are exiting, to reap.
-    exiting: Mutex<Vec<Child>>,
+    ready: Mutex<HashMap<ThreadId, Supervisor>>,
+    /// Supervisors that printed their last line and are exiting, to reap.
+    exiting: Mutex<Vec<Supervisor>>,
+    /// Each thread's fork server.
+    servers: Mutex<HashMap<ThreadId, ForkServer>>,
+    /// No more fork servers: one could not start or fork, or the run was interrupted.
+    no_servers: AtomicBool,
     /// How many more supervisors the run needs, when known: no warm supervisor is started
     /// beyond that.
     unclaimed: Option<AtomicUsize>,
@@ -29,37 +39,83 @@ impl WarmPool {
         WarmPool {
             ready: Mutex::new(HashMap::new()),
             exiting: Mutex::new(Vec::new()),
+            servers: Mutex::new(HashMap::new()),
+            no_servers: AtomicBool::new(false),
             unclaimed: expected.map(AtomicUsize::new),
         }
     }
 
     /// The warm supervisor this thread started, if any.
-    pub(crate) fn take(&self) -> Option<Child> {
+    pub(crate) fn take(&self) -> Option<Supervisor> {
         let id = std::thread::current().id();
         self.ready.lock().ok()?.remove(&id)
     }
 
-    /// Keep `child` for this thread's next scenario.
-    pub(crate) fn put(&self, child: Child) {
+    /// Keep `supervisor` for this thread's next scenario.
+    pub(crate) fn put(&self, supervisor: Supervisor) {
         let id = std::thread::current().id();
         match self.ready.lock() {
             Ok(mut ready) => {
-                if let Some(old) = ready.insert(id, child) {
+                if let Some(old) = ready.insert(id, supervisor) {
                     end(old);
                 }
             }
-            Err(_) => end(child),
+            Err(_) => end(supervisor),
         }
     }
 
-    /// Reap `child` (which has printed its report) once it exits, and any that have.
-    pub(crate) fn reap_later(&self, child: Child) {
+    /// A supervisor forked by this thread's fork server (started with `server` the first
+    /// time), in the background when `background`; `None` when there is no server to ask.
+    pub(crate) fn fork(
+        &self,
+        server: impl FnOnce() -> Command,
+        background: bool,
+    ) -> Option<Forked> {
+        if self.no_servers.load(Ordering::SeqCst) {
+            return None;
+        }
+        let id = std::thread::current().id();
+        let mut servers = self.servers.lock().ok()?;
+        let server = match servers.entry(id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => match ForkServer::start(server()) {
+                Ok(started) => entry.insert(started),
+                Err(_) => {
+                    self.no_servers.store(true, Ordering::SeqCst);
+                    return None;
+                }
+            },
+        };
+        let forked = server.fork(background);
+        if forked.is_err() {
+            // A server that cannot fork (e.g. no pidfds before Linux 5.3) is not asked again.
+            self.no_servers.store(true, Ordering::SeqCst);
+            if let Some(server) = servers.remove(&id) {
+                server.end();
+            }
+        }
+        forked.ok()
+    }
+
+    /// Pass `signal` to every fork server, which passes it on to its supervisors, and fork
+    /// no more: later supervisors are exec'd, the runner's own children.
+    pub(crate) fn signal_servers(&self, signal: nix::sys::signal::Signal) {
+        self.no_servers.store(true, Ordering::SeqCst);
+        if let Ok(servers) = self.servers.lock() {
+            for server in servers.values() {
+                server.signal(signal);
+            }
+        }
+    }
+
+    /// Reap `supervisor` (which has printed its last line) once it exits, and any that have.
+    pub(crate) fn reap_later(&self, supervisor: Supervisor) {
         match self.exiting.lock() {
             Ok(mut exiting) => {
-                exiting.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
-                exiting.push(child);
+                exiting.retain_mut(|s| !s.try_wait());
+                exiting.push(supervisor);
             }
-            Err(_) => end(child),
+            Err(_) => end(supervisor),
         }
     }
 
@@ -73,27 +129,32 @@ impl WarmPool {
         }
     }
 
-    /// End every warm supervisor (end of input: each removes its stand-in host and exits)
-    /// and wait for them.
+    /// End every warm supervisor (end of input: each removes its stand-in host), wait for
+    /// them, and then end the fork servers.
     pub(crate) fn shutdown(&self) {
-        let children: Vec<Child> = match self.ready.lock() {
-            Ok(mut ready) => ready.drain().map(|(_, child)| child).collect(),
+        let supervisors: Vec<Supervisor> = match self.ready.lock() {
+            Ok(mut ready) => ready.drain().map(|(_, s)| s).collect(),
             Err(_) => Vec::new(),
         };
         // Close every input first, so they clean up in parallel.
-        let children: Vec<Child> = children
+        let supervisors: Vec<Supervisor> = supervisors
             .into_iter()
-            .map(|mut child| {
-                drop(child.stdin.take());
-                child
+            .map(|mut s| {
+                drop(s.stdin.take());
+                s
             })
             .collect();
-        for child in children {
-            end(child);
+        for supervisor in supervisors {
+            end(supervisor);
         }
         if let Ok(mut exiting) = self.exiting.lock() {
-            for child in exiting.drain(..) {
-                end(child);
+            for supervisor in exiting.drain(..) {
+                end(supervisor);
+            }
+        }
+        if let Ok(mut servers) = self.servers.lock() {
+            for (_, server) in servers.drain() {
+                server.end();
             }
         }
     }
@@ -105,14 +166,15 @@ impl Drop for WarmPool {
     }
 }
 
-/// Close `child`'s input and wait for it to exit.
-fn end(mut child: Child) {
-    drop(child.stdin.take());
-    let _ = child.wait();
+/// Close `supervisor`'s input and wait for it to exit.
+fn end(mut supervisor: Supervisor) {
+    drop(supervisor.stdin.take());
+    supervisor.wait();
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::process::Supervisor;
     use super::WarmPool;
 
     #[test]
@@ -134,10 +196,12 @@ mod tests {
     fn supervisors_are_kept_per_thread_and_ended_at_shutdown() {
         let pool = WarmPool::new(None);
         let spawn = || {
-            std::process::Command::new("cat")
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .expect("cat runs")
+            Supervisor::from_child(
+                std::process::Command::new("cat")
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("cat runs"),
+            )
         };
         pool.put(spawn());
         let other_thread = std::thread::scope(|s| s.spawn(|| pool.take().is_some()).join());
@@ -150,7 +214,7 @@ mod tests {
         assert!(pool.take().is_none(), "taken once");
         pool.put(spawn());
         drop(mine.stdin.take());
-        assert!(mine.wait().is_ok_and(|s| s.success()));
+        assert!(mine.wait().is_some_and(|s| s.success()));
         // `cat` ends at the end of its input: shutdown closes it and waits.
         pool.shutdown();
         assert!(pool.take().is_none());

@@ -31,3 +31,28 @@ pub(crate) fn nsconform_with(args: &[&str], env: &[(&str, &str)]) -> Output {
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The cgroup directories named for the supervisor `pid`, in every hierarchy.
+#[allow(dead_code)] // not every test target uses it
+pub(crate) fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.file_name() == name {
+                found.push(entry.path());
+            } else if depth > 0 {
+                walk(&entry.path(), name, depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        &format!("nsconform-{pid}"),
+        6,
+        &mut found,
+    );
+    found
+}
