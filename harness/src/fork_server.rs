@@ -247,6 +247,7 @@ fn serve_one(
     if got == 0 {
         return Ok(None);
     }
+    crate::phase_log::mark("fork server: asked");
     let [stdin, stdout, stderr] = <[OwnedFd; 3]>::try_from(streams)
         .map_err(|_| std::io::Error::other("a request without its three streams"))?;
     match sys::fork()? {
@@ -258,6 +259,7 @@ fn serve_one(
             std::process::exit(code)
         }
         ForkResult::Parent { child } => {
+            crate::phase_log::mark("fork server: forked");
             drop((stdin, stdout, stderr));
             let pidfd = sys::pidfd_open(child)?;
             send(

@@ -165,23 +165,6 @@ pub(crate) fn set_scheduling(pid: Pid, scheduling: Scheduling) -> nix::Result<()
     Ok(())
 }
 
-/// `setpriority(PRIO_PROCESS, pid, nice)`: the nice value of process `pid` (0: the caller).
-/// Raising it is always allowed for one's own processes; lowering it needs `CAP_SYS_NICE`.
-pub(crate) fn set_nice(pid: Pid, nice: i32) -> nix::Result<()> {
-    // SAFETY: setpriority takes plain integers and touches no memory of ours.
-    let ret = unsafe {
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            pid.as_raw() as libc::id_t,
-            nice as libc::c_int,
-        )
-    };
-    if ret == -1 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
-}
-
 /// `pidfd_open(2)`: a file descriptor that becomes readable when `pid` exits.
 pub(crate) fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; the result is checked before use.

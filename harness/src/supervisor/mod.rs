@@ -150,13 +150,6 @@ impl Cleanup {
         let Some(ran) = self.ran else {
             return unused;
         };
-        // The next scenario may be running by now: it goes first.
-        for process in [Some(nix::unistd::Pid::this()), ran.exiting]
-            .into_iter()
-            .flatten()
-        {
-            let _ = crate::sys::set_nice(process, 19);
-        }
         let ended = ran.exiting.map_or(Ok(()), |orchestrator| {
             end_of(
                 orchestrator,

@@ -233,6 +233,11 @@ impl EventLog<'_> {
 /// cleanup fails.
 pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long an ending orchestrator and its supervisor stay in the background (as root): the
+/// next scenario may be running by then, and goes first; past this, on a loaded machine,
+/// they are normal again, so that they cannot be starved.
+const BACKGROUND_FOR: Duration = Duration::from_millis(100);
+
 /// Wait for `orchestrator`, which finished its scenario, to exit (everything in its PID
 /// namespace with it), and reap it. Past `grace`, or on an interrupt, it is killed; past
 /// `grace` that is an error, as a harness that cannot end a scenario is broken.
@@ -241,21 +246,41 @@ pub(super) fn end_of(
     interrupts: &Interrupts,
     grace: Duration,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + grace;
+    use crate::sys::{set_scheduling, Scheduling};
+    let started = Instant::now();
+    let deadline = started + grace;
+    let ending = [Pid::from_raw(0), orchestrator];
+    // Only root can come back from the background.
+    let mut background = nix::unistd::geteuid().is_root();
+    if background {
+        for process in ending {
+            let _ = set_scheduling(process, Scheduling::Background);
+        }
+    }
     let mut late = false;
     if let Ok(pidfd) = crate::sys::pidfd_open(orchestrator) {
         loop {
+            if background && started.elapsed() >= BACKGROUND_FOR {
+                background = false;
+                for process in ending {
+                    let _ = set_scheduling(process, Scheduling::Normal);
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 late = true;
                 let _ = kill(orchestrator, Signal::SIGKILL);
                 break;
             }
+            let wait = match background {
+                true => left.min(BACKGROUND_FOR.saturating_sub(started.elapsed())),
+                false => left,
+            };
             let mut fds = [
                 PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN),
             ];
-            let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(0) | Err(Errno::EINTR) => continue,
                 Err(_) => break,
