@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use nsconform::host_guard::HostSnapshot;
 use nsconform::report::{Outcome, ScenarioReport};
-use nsconform::runner::{discover, Runner};
+use nsconform::runner::{discover, Catalog, Runner};
 
 /// Compare the scenario's observations with `snapshots/<type>__<name>.snap`, or with the
 /// per-kernel variant `<type>__<name>@kernel-MAJOR.MINOR.snap` when one exists (insta).
@@ -85,8 +85,11 @@ fn main() -> ExitCode {
     }
     // Filters on the command line may leave fewer to run: a warm supervisor or two then
     // waits in vain until the end of the run.
-    let runner = runner.with_warm_supervisors(Some(files.len() - unmet.len()));
-    let sysctls = nsconform::runner::named_sysctls(&files);
+    let catalog = Catalog::load(&files);
+    let runner = runner
+        .with_warm_supervisors(Some(files.len() - unmet.len()))
+        .with_catalog(&catalog);
+    let sysctls = catalog.sysctls();
     let trials = files
         .into_iter()
         .map(|file| {

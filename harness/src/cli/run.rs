@@ -12,7 +12,7 @@ use super::{emit, scenario_files, BAD_INPUT};
 use crate::host_guard::HostSnapshot;
 use crate::report::{Outcome, ScenarioReport, StepRecord};
 use crate::results::{self, Results, Summary};
-use crate::runner::Runner;
+use crate::runner::{Catalog, Runner};
 
 /// Options of `nsconform run`.
 #[derive(Debug, clap::Args)]
@@ -88,12 +88,13 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let catalog = Catalog::load(&files);
     let cache =
         std::env::temp_dir().join(format!("nsconform-features-{}.json", std::process::id()));
     // A results file records every feature; otherwise probe only what these scenarios need.
     let prepared = match args.results {
         Some(_) => Runner::new(exe).with_feature_cache(&cache, false),
-        None => Runner::new(exe).with_feature_cache_for(&cache, &files),
+        None => Runner::new(exe).with_feature_cache_for(&cache, &catalog),
     };
     let userland = args
         .userland
@@ -126,7 +127,8 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let sysctls = crate::runner::named_sysctls(&files);
+    let sysctls = catalog.sysctls();
+    let runner = runner.with_catalog(&catalog);
     let before = HostSnapshot::take_with(&sysctls);
     let next = AtomicUsize::new(0);
     let reports = Mutex::new(Vec::new());
@@ -192,7 +194,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             machine: results::machine(),
             // Under a userland, only the versions the scenarios found inside it are true.
             tools: match &userland {
-                None => tools_used(&files),
+                None => tools_used(&catalog),
                 Some(_) => reports
                     .iter()
                     .filter_map(|r| r.tool.as_ref())
@@ -363,8 +365,8 @@ fn guard_after(
 }
 
 /// The tools the scenarios require, with their versions.
-fn tools_used(files: &[crate::runner::ScenarioFile]) -> std::collections::BTreeMap<String, String> {
-    let mut tools = crate::runner::required_commands(files);
+fn tools_used(catalog: &Catalog) -> std::collections::BTreeMap<String, String> {
+    let mut tools = catalog.commands();
     tools.insert("sh".to_string());
     tools
         .into_iter()

@@ -3,18 +3,21 @@
 //! This is what both `cargo test` (through libtest-mimic) and `nsconform run` use. The
 //! calling process may be multithreaded: all namespace work happens in the child.
 
+mod catalog;
 mod gather;
 mod process;
 mod supervised;
 mod warm_pool;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use catalog::Catalog;
 
 use crate::report::ScenarioReport;
-use crate::scenario::load_file;
 use supervised::Flight;
 use warm_pool::WarmPool;
 
@@ -92,6 +95,8 @@ pub struct Runner {
     tool_path: Vec<PathBuf>,
     userland: Option<String>,
     warm: Option<Arc<WarmPool>>,
+    /// Time limits of the run's files, known ahead (see [`Runner::with_catalog`]).
+    limits: Arc<HashMap<PathBuf, Duration>>,
 }
 
 impl Runner {
@@ -103,7 +108,15 @@ impl Runner {
             tool_path: Vec::new(),
             userland: None,
             warm: None,
+            limits: Arc::default(),
         }
+    }
+
+    /// Take the time limits of the run's files from `catalog`, so that giving a scenario out
+    /// never waits for its file to be read here (the backstop needs the limit).
+    pub fn with_catalog(mut self, catalog: &Catalog) -> Runner {
+        self.limits = Arc::new(catalog.limits().clone());
+        self
     }
 
     /// Start each thread's next supervisor while its current scenario runs, so the exec and
@@ -149,21 +162,14 @@ impl Runner {
         self.with_feature_cache_of(file, reuse, None)
     }
 
-    /// Like [`Runner::with_feature_cache`], probing only the features `files` require (the
-    /// supervisors still probe anything else they need themselves).
+    /// Like [`Runner::with_feature_cache`], probing only the features the scenarios of
+    /// `catalog` require (the supervisors still probe anything else they need themselves).
     pub fn with_feature_cache_for(
         self,
         file: impl Into<PathBuf>,
-        files: &[ScenarioFile],
+        catalog: &Catalog,
     ) -> Result<Runner, String> {
-        let mut needed: Vec<String> = files
-            .iter()
-            .filter_map(|f| load_file(&f.path).ok())
-            .flat_map(|loaded| crate::requires::implied_features(&loaded.scenario))
-            .map(|feature| feature.to_string())
-            .collect();
-        needed.sort();
-        needed.dedup();
+        let needed = catalog.implied_features();
         if needed.is_empty() {
             return Ok(self);
         }
@@ -303,40 +309,4 @@ fn unmet_requirements(
         .into_iter()
         .map(|(path, reason)| (PathBuf::from(path), reason))
         .collect())
-}
-
-/// Every sysctl the scenarios in `files` name (in `observe` steps), for the host guard.
-pub fn named_sysctls(files: &[ScenarioFile]) -> Vec<String> {
-    let mut names: Vec<String> = files
-        .iter()
-        .filter_map(|f| load_file(&f.path).ok())
-        .flat_map(|loaded| {
-            loaded
-                .scenario
-                .steps
-                .iter()
-                .flat_map(|s| s.get_ref().sysctls.clone())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// Every program the scenarios in `files` list in `requires.commands`, sorted.
-pub(crate) fn required_commands(files: &[ScenarioFile]) -> std::collections::BTreeSet<String> {
-    files
-        .iter()
-        .filter_map(|f| load_file(&f.path).ok())
-        .flat_map(|loaded| {
-            loaded
-                .scenario
-                .requires
-                .commands
-                .iter()
-                .map(|c| c.get_ref().clone())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }

@@ -46,10 +46,13 @@ impl<'r> Flight<'r> {
         if let (Ok(child), true) = (&child, tracked) {
             started_fn(child.id());
         }
-        // Read while the supervisor starts: the scenario's own limit, for the backstop.
-        let limit = load_file(&file.path)
-            .map(|l| timeout_of(&l))
-            .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()));
+        // The scenario's own limit, for the backstop: known ahead, or read while the
+        // supervisor starts.
+        let limit = runner.limits.get(&file.path).copied().unwrap_or_else(|| {
+            load_file(&file.path)
+                .map(|l| timeout_of(&l))
+                .unwrap_or(DEFAULT_TIMEOUT.mul_f64(timeout_scale()))
+        });
         let backstop = limit + Duration::from_secs(30);
         let mut flight = Flight {
             runner,

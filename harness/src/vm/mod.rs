@@ -129,7 +129,7 @@ fn plan(args: VmArgs, started: Instant) -> Result<host::Plan, String> {
     if files.is_empty() && !args.boot_only {
         return Err("no scenarios to run (check the paths and --filter)".to_string());
     }
-    let extra_tools = crate::runner::required_commands(&files);
+    let extra_tools = crate::runner::Catalog::load(&files).commands();
     let mut run_args = Vec::new();
     if let Some(jobs) = args.jobs {
         run_args.extend(["--jobs".to_string(), jobs.to_string()]);
