@@ -15,12 +15,15 @@
 # the command's start to its exit) against the bare boot of the same kernel with the same
 # QEMU settings and initramfs (`nsconform vm --boot-only`: QEMU's start to its exit).
 # Every figure is the best of $ROUNDS rounds (default 3; $VM_ROUNDS, default 2, for VMs).
+# $PARTS picks what to measure (default "scenarios suite vm").
 #
 # Usage: ci/bench.sh [N]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-30}"
 rounds="${ROUNDS:-3}"
+parts=" ${PARTS:-scenarios suite vm} "
+wanted() { [[ "$parts" == *" $1 "* ]]; }
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --quiet --bin nsconform
 bin="$target/release/nsconform"
@@ -62,7 +65,6 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 row() { printf '%-6s %14s %14s %14s %14s %14s %14s\n' "$@"; }
-row scenario "harness" "one file" "script" "floor" "harness/script" "harness/floor"
 bench() {
   local name=$1 unshare=$2 kinds=$3 dir="$work/$1"
   mkdir -p "$dir"
@@ -78,32 +80,40 @@ bench() {
   row "$name" "$(ms "$per") ms" "$(ms "$one") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
     "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")"
 }
-bench uts "--uts" uts
-bench full "-Uurnmipf --mount-proc" user,uts,net,mount,ipc,pid,proc
+if wanted scenarios; then
+  row scenario "harness" "one file" "script" "floor" "harness/script" "harness/floor"
+  bench uts "--uts" uts
+  bench full "-Uurnmipf --mount-proc" user,uts,net,mount,ipc,pid,proc
+  echo
+fi
 
-echo
-peak=$( { /usr/bin/time -f %M "$bin" run -j 1 "$work/uts" >/dev/null; } 2>&1 | tail -1)
-echo "harness peak RSS (largest process of a run of $n uts scenarios): ${peak} KiB"
-count=$(find scenarios -name '*.toml' | wc -l)
-declare -A suite
-for jobs in 1 2; do
-  start=$(now_us)
-  if [ -x /usr/bin/time ]; then
-    peak="$(/usr/bin/time -f %M "$bin" run -j "$jobs" scenarios 2>&1 >/dev/null | tail -1) KiB"
-  else
-    "$bin" run -j "$jobs" scenarios >/dev/null 2>&1 || true
-    peak="? (no /usr/bin/time)"
-  fi
-  suite[$jobs]=$(($(now_us) - start))
-  echo "whole suite ($count scenarios) at -j $jobs: $(ms "${suite[$jobs]}") ms, peak RSS $peak (largest process, tools under test included)"
-done
-echo "speed-up of -j 2 over -j 1: $(ratio "${suite[1]}" "${suite[2]}")x on $(nproc) cores"
+if wanted suite; then
+  mkdir -p "$work/uts"
+  for i in $(seq 1 "$n"); do cp ci/bench/uts.toml "$(printf '%s/uts/uts-%03d.toml' "$work" "$i")"; done
+  peak=$( { /usr/bin/time -f %M "$bin" run -j 1 "$work/uts" >/dev/null; } 2>&1 | tail -1)
+  echo "harness peak RSS (largest process of a run of $n uts scenarios): ${peak} KiB"
+  count=$(find scenarios -name '*.toml' | wc -l)
+  declare -A suite
+  for jobs in 1 2; do
+    start=$(now_us)
+    if [ -x /usr/bin/time ]; then
+      peak="$(/usr/bin/time -f %M "$bin" run -j "$jobs" scenarios 2>&1 >/dev/null | tail -1) KiB"
+    else
+      "$bin" run -j "$jobs" scenarios >/dev/null 2>&1 || true
+      peak="? (no /usr/bin/time)"
+    fi
+    suite[$jobs]=$(($(now_us) - start))
+    echo "whole suite ($count scenarios) at -j $jobs: $(ms "${suite[$jobs]}") ms, peak RSS $peak (largest process, tools under test included)"
+  done
+  echo "speed-up of -j 2 over -j 1: $(ratio "${suite[1]}" "${suite[2]}")x on $(nproc) cores"
+  echo
+fi
 
+wanted vm || exit 0
 if ! command -v qemu-system-x86_64 >/dev/null; then
   echo "no qemu-system-x86_64: no VM figures"
   exit 0
 fi
-echo
 vm_rounds="${VM_ROUNDS:-2}"
 # The least value of `FIELD=` in the figures line of `nsconform vm ARGS` over $vm_rounds runs.
 vm_best() {

@@ -9,8 +9,8 @@
 //! --warm` (its signal mask cleared, its own standard streams).
 //!
 //! Protocol, over a `SOCK_SEQPACKET` pair (the server's standard input): the runner sends one
-//! byte (`b`: start in the background, `n`: normal) with three descriptors, the child's
-//! standard input, output and error; the server answers with the child's PID (4 bytes, little
+//! byte (`b`: start in the background, `n`: normal; the scheduling of the asking thread)
+//! with three descriptors, the child's standard input, output and error; the server answers with the child's PID (4 bytes, little
 //! endian) and a pidfd of it. The server reaps its children; the runner waits for one through
 //! its pidfd and signals it only through the pidfd, so a reused PID is never hit. When its
 //! socket closes, or on SIGTERM, SIGINT or SIGHUP (which it passes on to every child), the
@@ -73,8 +73,11 @@ impl ForkServer {
         })
     }
 
-    /// Ask for a new child, which starts in the background (`SCHED_IDLE`) when `background`.
-    pub(crate) fn fork(&self, background: bool) -> std::io::Result<Forked> {
+    /// Ask for a new child, with the scheduling of the calling thread (in the background,
+    /// `SCHED_IDLE`, or normal).
+    pub(crate) fn fork(&self) -> std::io::Result<Forked> {
+        let background =
+            sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s == Some(Scheduling::Background));
         let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -285,8 +288,12 @@ fn become_child(streams: [OwnedFd; 3], background: bool, child_main: &dyn Fn() -
     }
     drop((stdin, stdout, stderr));
     let _ = signals().thread_unblock();
-    if background {
-        let _ = sys::set_scheduling(Pid::from_raw(0), Scheduling::Background);
+    let scheduling = match background {
+        true => Scheduling::Background,
+        false => Scheduling::Normal,
+    };
+    if sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s != Some(scheduling)) {
+        let _ = sys::set_scheduling(Pid::from_raw(0), scheduling);
     }
     child_main()
 }

@@ -245,12 +245,15 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Sup
     Ok(supervisor)
 }
 
-/// Start a warm supervisor; `in_background` when its scenario is not there yet. This
-/// thread's fork server forks it when it can; else it is exec'd.
+/// Start a warm supervisor; `in_background` when its scenario is not there yet (it is
+/// started ahead). Those started ahead are forked by this thread's fork server when it can
+/// (started with the first of them); others, like the first scenario's, are exec'd, as is
+/// every one when there is no server.
 ///
 /// As root, a supervisor started ahead runs in the background (`SCHED_IDLE`) from its start
-/// on, with its stand-in host: on 2 cores, the thing it competes with is the scenario in
-/// flight, which goes first. [`tell`] brings it back to normal with its scenario.
+/// on, with its stand-in host, and so does the fork server: on 2 cores, the thing they
+/// compete with is the scenario in flight, which goes first. [`tell`] brings a supervisor
+/// back to normal with its scenario.
 fn spawn_warm(
     runner: &Runner,
     pool: &WarmPool,
@@ -260,28 +263,34 @@ fn spawn_warm(
     let this_thread = nix::unistd::Pid::from_raw(0);
     let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
     let background = in_background && normal && nix::unistd::geteuid().is_root();
+    // What this thread starts now inherits its policy, through an exec too.
+    if background {
+        let _ = set_scheduling(this_thread, Scheduling::Background);
+    }
+    let started = start_warm(runner, pool, in_background);
+    if background {
+        let _ = set_scheduling(this_thread, Scheduling::Normal);
+    }
+    started
+}
+
+fn start_warm(runner: &Runner, pool: &WarmPool, ahead: bool) -> std::io::Result<Supervisor> {
     let server = || {
         let mut command = runner.command();
         command.args(["__supervise", "--server"]);
         command
     };
-    if let Some(forked) = pool.fork(server, background) {
+    if let Some(forked) = ahead.then(|| pool.fork(server)).flatten() {
         return Ok(Supervisor::from_forked(forked));
     }
-    let mut command = runner.command();
-    command
+    runner
+        .command()
         .args(["__supervise", "--warm"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if !background {
-        return command.spawn().map(Supervisor::from_child);
-    }
-    // The child inherits this thread's policy, through its exec.
-    let _ = set_scheduling(this_thread, Scheduling::Background);
-    let child = command.spawn();
-    let _ = set_scheduling(this_thread, Scheduling::Normal);
-    child.map(Supervisor::from_child)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Supervisor::from_child)
 }
 
 /// Give `supervisor` its scenario, back in the normal scheduling (see [`spawn_warm`]).

@@ -65,12 +65,8 @@ impl WarmPool {
     }
 
     /// A supervisor forked by this thread's fork server (started with `server` the first
-    /// time), in the background when `background`; `None` when there is no server to ask.
-    pub(crate) fn fork(
-        &self,
-        server: impl FnOnce() -> Command,
-        background: bool,
-    ) -> Option<Forked> {
+    /// time), with the scheduling of this thread; `None` when there is no server to ask.
+    pub(crate) fn fork(&self, server: impl FnOnce() -> Command) -> Option<Forked> {
         if self.no_servers.load(Ordering::SeqCst) {
             return None;
         }
@@ -86,7 +82,7 @@ impl WarmPool {
                 }
             },
         };
-        let forked = server.fork(background);
+        let forked = server.fork();
         if forked.is_err() {
             // A server that cannot fork (e.g. no pidfds before Linux 5.3) is not asked again.
             self.no_servers.store(true, Ordering::SeqCst);
