@@ -46,6 +46,7 @@ pub(crate) fn serve(control: &OwnedFd) {
             Ok(Some(received)) => received,
             Ok(None) | Err(_) => return,
         };
+        crate::phase_log::mark("agent: request received");
         let reply = match received.message {
             Request::Run {
                 argv,

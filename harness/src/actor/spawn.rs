@@ -83,6 +83,7 @@ impl SpareActor {
                     })) => (plan, control),
                     _ => std::process::exit(0),
                 };
+                crate::phase_log::mark("spare: plan received");
                 let sync = match plan.parent_maps {
                     None => None,
                     Some(_) => match protocol::recv::<Request>(&theirs) {
@@ -119,6 +120,7 @@ impl SpareActor {
             protocol::send(&self.socket, request, Some(fd.as_raw_fd()))
                 .map_err(|e| format!("handing the spare actor its plan: {e}"))
         };
+        crate::phase_log::mark("orchestrator: plan to the spare");
         told(&Request::Spawn(Box::new(plan.clone())), &control)?;
         drop(control);
         if let (Some((parent_end, child_end)), Some(maps)) = (handshake, &plan.parent_maps) {
@@ -167,6 +169,7 @@ fn run_actor(plan: &ActorPlan, control: OwnedFd, sync: Option<OwnedFd>) -> ! {
             std::process::exit(1)
         }
         Ok(()) => {
+            crate::phase_log::mark("actor: ready");
             if protocol::send(&control, &Reply::Ready, None).is_err() {
                 std::process::exit(1);
             }

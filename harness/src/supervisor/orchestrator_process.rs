@@ -168,6 +168,7 @@ impl GoPipe {
         self.pending = line.split_off(end + 1);
         line.truncate(end);
         let path = PathBuf::from(std::ffi::OsString::from_vec(line));
+        crate::phase_log::mark("orchestrator: told");
         let loaded = load_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let sources = open_sources(&loaded)?;
         Ok(Some((loaded, sources)))
