@@ -1,21 +1,43 @@
 #!/bin/sh
-# Summarise a phase log (NSCONFORM_PHASE_LOG, see harness/src/phase_log.rs): for each step
-# from one phase of a scenario to the next, the median time over the scenarios of the run.
-# The phases a warm supervisor passes before it has a scenario are left out: they are not
-# on any scenario's path.
-# Usage: ci/phases.sh LOG
+# Summarise a phase log (NSCONFORM_PHASE_LOG, see harness/src/phase_log.rs): the median time
+# of each step of a scenario's critical path, from the runner giving it out to the runner
+# reading its report, over the scenarios of the run.
+#
+# Scenarios overlap in a run (the next one's supervisor warms up while one runs, and the
+# previous one's cleanup goes on after its report), so the log's lines interleave. For each
+# scenario, from "runner: scenario started", the first line of each phase below after the
+# previous one is taken: the chain of one step. A scenario whose chain is incomplete (e.g. one
+# step with no command, or a second actor) is left out; the count says how many were kept.
+#
+# Usage: ci/phases.sh LOG   (write LOG outside /tmp: the stand-in host has its own /tmp)
 set -eu
-grep -v -e 'stand-in forked' -e 'base host ready' "$1" |
-  awk '{ t = $1; $1 = ""; $2 = ""; sub(/^  /, ""); phase = $0
-         if (prev != "") {
-           key = prev " -> " phase
-           if (!(key in order)) order[key] = ++keys
-           printf "%04d\t%s\t%d\n", order[key], key, t - pt
-         }
-         prev = phase; pt = t }' |
+chain='runner: scenario started
+supervisor: scenario received
+orchestrator: told
+orchestrator: scenario loaded
+orchestrator: host finished
+orchestrator: plan to the spare
+spare: plan received
+actor: ready
+agent: request received
+agent: command started
+agent: command ended
+agent: reply sent
+orchestrator: steps done
+supervisor: events ended
+supervisor: report ready
+runner: report read'
+sort -n -k1,1 "$1" |
+  awk -v chain="$chain" '
+    BEGIN { n = split(chain, phase, "\n") }
+    function emit(   i) { if (k == n) for (i = 2; i <= n; i++) printf "%02d\t%s -> %s\t%d\n", i, phase[i-1], phase[i], t[i] - t[i-1] }
+    { at = $1; $1 = ""; $2 = ""; name = $0; sub(/^ +/, "", name); sub(/ +$/, "", name)
+      if (name == phase[1]) { emit(); k = 1; t[1] = at; next }
+      if (k > 0 && k < n && name == phase[k+1]) { k++; t[k] = at } }
+    END { emit() }' |
   sort -t "$(printf '\t')" -k1,1 -k3,3n |
   awk -F '\t' '
-    function flush() { if (n) printf "  %-62s %7.0f us  (%d)\n", key, v[int((n + 1) / 2)], n }
-    $1 != id { flush(); id = $1; key = $2; n = 0 }
-    { v[++n] = $3 }
-    END { flush() }'
+    function flush() { if (c) { m = v[int((c + 1) / 2)]; total += m; printf "  %-70s %6d us  (%d)\n", key, m, c } }
+    $1 != id { flush(); id = $1; key = $2; c = 0 }
+    { v[++c] = $3 }
+    END { flush(); printf "  %-70s %6d us\n", "sum of the medians", total }'
