@@ -73,8 +73,8 @@ impl ForkServer {
         })
     }
 
-    /// Ask for a new child, with the scheduling of the calling thread (in the background,
-    /// `SCHED_IDLE`, or normal).
+    /// Ask for a new child, with the scheduling of the calling thread (in the background, at
+    /// nice 19, or normal).
     pub(crate) fn fork(&self) -> std::io::Result<Forked> {
         let background =
             sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s == Some(Scheduling::Background));
@@ -197,6 +197,11 @@ pub(crate) fn serve(child_main: &dyn Fn() -> i32) -> i32 {
     };
     // Die with the runner thread that started this server; the children then hear of it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    // A thread waits for each fork: on a loaded machine, a server in the background (as its
+    // thread may have been when it started it) would be starved, and the thread with it.
+    if sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s == Some(Scheduling::Background)) {
+        let _ = sys::set_scheduling(Pid::from_raw(0), Scheduling::Normal);
+    }
     let mut children: Vec<Pid> = Vec::new();
     let mut serving = true;
     loop {

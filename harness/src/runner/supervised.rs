@@ -250,10 +250,10 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Sup
 /// (started with the first of them); others, like the first scenario's, are exec'd, as is
 /// every one when there is no server.
 ///
-/// As root, a supervisor started ahead runs in the background (`SCHED_IDLE`) from its start
-/// on, with its stand-in host, and so does the fork server: on 2 cores, the thing they
-/// compete with is the scenario in flight, which goes first. [`tell`] brings a supervisor
-/// back to normal with its scenario.
+/// As root, a supervisor started ahead runs in the background (nice 19) from its start
+/// on, with its stand-in host: on 2 cores, the thing it competes with is the scenario in
+/// flight, which goes first. [`tell`] brings it back to normal with its scenario. (A fork
+/// server started meanwhile goes back to normal itself.)
 fn spawn_warm(
     runner: &Runner,
     pool: &WarmPool,

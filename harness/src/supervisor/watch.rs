@@ -233,10 +233,11 @@ impl EventLog<'_> {
 /// cleanup fails.
 pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 
-/// How long an ending orchestrator and its supervisor stay in the background (as root): the
-/// next scenario may be running by then, and goes first; past this, on a loaded machine,
-/// they are normal again, so that they cannot be starved.
-const BACKGROUND_FOR: Duration = Duration::from_millis(100);
+/// How long an ending orchestrator and its supervisor stay idle (`SCHED_IDLE`, as root): the
+/// next scenario is starting by then, and goes first; past this, on a loaded machine, they
+/// are normal again, so that they cannot be starved (the next scenario's report waits for
+/// this one's verdict).
+const IDLE_FOR: Duration = Duration::from_millis(10);
 
 /// Wait for `orchestrator`, which finished its scenario, to exit (everything in its PID
 /// namespace with it), and reap it. Past `grace`, or on an interrupt, it is killed; past
@@ -250,18 +251,18 @@ pub(super) fn end_of(
     let started = Instant::now();
     let deadline = started + grace;
     let ending = [Pid::from_raw(0), orchestrator];
-    // Only root can come back from the background.
-    let mut background = nix::unistd::geteuid().is_root();
-    if background {
+    // Only root can come back from SCHED_IDLE.
+    let mut idle = nix::unistd::geteuid().is_root();
+    if idle {
         for process in ending {
-            let _ = set_scheduling(process, Scheduling::Background);
+            let _ = set_scheduling(process, Scheduling::Idle);
         }
     }
     let mut late = false;
     if let Ok(pidfd) = crate::sys::pidfd_open(orchestrator) {
         loop {
-            if background && started.elapsed() >= BACKGROUND_FOR {
-                background = false;
+            if idle && started.elapsed() >= IDLE_FOR {
+                idle = false;
                 for process in ending {
                     let _ = set_scheduling(process, Scheduling::Normal);
                 }
@@ -272,8 +273,8 @@ pub(super) fn end_of(
                 let _ = kill(orchestrator, Signal::SIGKILL);
                 break;
             }
-            let wait = match background {
-                true => left.min(BACKGROUND_FOR.saturating_sub(started.elapsed())),
+            let wait = match idle {
+                true => left.min(IDLE_FOR.saturating_sub(started.elapsed())),
                 false => left,
             };
             let mut fds = [
@@ -294,6 +295,10 @@ pub(super) fn end_of(
                 break;
             }
         }
+    }
+    // The rest of the cleanup is brief, and load must not starve it.
+    if idle {
+        let _ = set_scheduling(Pid::from_raw(0), Scheduling::Normal);
     }
     // Without a pidfd (before 5.3) the wait is unbounded, as the orchestrator is ending.
     while waitpid(orchestrator, None) == Err(Errno::EINTR) {}
