@@ -173,6 +173,20 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// The report of scenario `name` (file `path`) with `outcome`, before any step ran.
+    pub(crate) fn new(name: impl Into<String>, path: impl Into<String>, outcome: Outcome) -> Self {
+        ScenarioReport {
+            name: name.into(),
+            path: path.into(),
+            outcome,
+            steps: Vec::new(),
+            duration_ms: 0,
+            log: String::new(),
+            snapshot: false,
+            tool: None,
+        }
+    }
+
     /// The observations of every `observe` step as one text, for a snapshot: a heading per
     /// step (its number, actor and action) and the observation as pretty JSON.
     pub fn observations_text(&self) -> String {

@@ -172,16 +172,10 @@ impl<'r> Flight<'r> {
     }
 
     fn failure(&self, reason: String) -> ScenarioReport {
-        ScenarioReport {
-            name: self.name.clone(),
-            path: self.path.clone(),
-            outcome: Outcome::Failed { step: None, reason },
-            steps: Vec::new(),
-            duration_ms: self.started.elapsed().as_millis() as u64,
-            log: String::new(),
-            snapshot: false,
-            tool: None,
-        }
+        let failed = Outcome::Failed { step: None, reason };
+        let mut report = ScenarioReport::new(self.name.clone(), self.path.clone(), failed);
+        report.duration_ms = self.started.elapsed().as_millis() as u64;
+        report
     }
 
     fn into_report(self) -> ScenarioReport {
@@ -314,31 +308,37 @@ mod tests {
     use crate::report::{Outcome, ScenarioReport};
 
     /// A stand-in for the `nsconform` binary: a shell script that, whatever it is asked,
-    /// prints `lines` (a passing report for `$NAME` as `{report}`) and ends with `ending`.
+    /// prints `lines` (`{report}` is a passing report; a line that starts with `>&2 ` goes
+    /// to standard error) and ends with `ending`.
     fn fake_binary(dir: &Path, lines: &[&str], ending: &str) -> PathBuf {
-        let report = serde_json::to_string(&ScenarioReport {
-            name: "fake".into(),
-            path: "fake.toml".into(),
-            outcome: Outcome::Passed,
-            steps: Vec::new(),
-            duration_ms: 0,
-            log: String::new(),
-            snapshot: false,
-            tool: None,
-        })
-        .expect("encode");
-        let mut script = String::from("#!/bin/sh\n# warm: wait for the scenario\n");
+        let report =
+            serde_json::to_string(&ScenarioReport::new("fake", "fake.toml", Outcome::Passed))
+                .expect("encode");
+        let mut script = String::from("#!/bin/sh\n[ \"$1\" = --ready ] && exit 0\n");
         script.push_str("[ \"$2\" = --server ] && exit 1\n");
         script.push_str("[ \"$2\" = --warm ] && read -r line\n");
         for line in lines {
             let line = line.replace("{report}", &report);
-            script.push_str(&format!("printf '%s\\n' '{line}'\n"));
+            match line.strip_prefix(">&2 ") {
+                Some(log) => script.push_str(&format!("printf '%s\\n' '{log}' >&2\n")),
+                None => script.push_str(&format!("printf '%s\\n' '{line}'\n")),
+            }
         }
         script.push_str(ending);
         script.push('\n');
         let path = dir.join("nsconform");
         std::fs::write(&path, script).expect("write the fake binary");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // A process another test thread forked while the file was open for writing holds
+        // it until its own exec (ETXTBSY meanwhile); once an exec works, none can again.
+        for _ in 0..1000 {
+            match std::process::Command::new(&path).arg("--ready").status() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                _ => break,
+            }
+        }
         path
     }
 
@@ -367,10 +367,15 @@ mod tests {
     #[test]
     fn a_leak_in_the_cleanup_fails_a_scenario_that_passed() {
         let dir = tempfile::tempdir().expect("tempdir");
+        // As a supervisor does: the log line, then the verdict.
         let exe = fake_binary(
             dir.path(),
-            &["{report}", r#"{"cleanup":"a veth was left"}"#],
-            "echo 'nsconform: cleanup failed: a veth was left' >&2; exit 0",
+            &[
+                "{report}",
+                ">&2 nsconform: cleanup failed: a veth was left",
+                r#"{"cleanup":"a veth was left"}"#,
+            ],
+            "exit 0",
         );
         let report = Runner::new(exe).run(&file(dir.path(), "a"));
         assert_eq!(reason(&report), "cleanup failed: a veth was left");

@@ -277,16 +277,7 @@ struct Prepared {
 fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Supervised {
     crate::phase_log::mark("supervisor: scenario received");
     let started = Instant::now();
-    let mut report = ScenarioReport {
-        name: name.to_string(),
-        path: path.display().to_string(),
-        outcome: Outcome::Passed,
-        steps: Vec::new(),
-        duration_ms: 0,
-        log: String::new(),
-        snapshot: false,
-        tool: None,
-    };
+    let mut report = ScenarioReport::new(name, path.display().to_string(), Outcome::Passed);
     let mut cleanup = Cleanup::default();
     report.outcome = match load_file(path) {
         Err(LoadError::Invalid(diagnostics)) => Outcome::Invalid {

@@ -52,16 +52,8 @@ pub(crate) fn warm_up() {
             let _ = serde_json::from_slice::<crate::report::Event>(&bytes);
         }
     }
-    let report = ScenarioReport {
-        name: "warm-up".into(),
-        path: "warm-up.toml".into(),
-        outcome: Outcome::Passed,
-        steps: vec![record],
-        duration_ms: 0,
-        log: String::new(),
-        snapshot: false,
-        tool: None,
-    };
+    let mut report = ScenarioReport::new("warm-up", "warm-up.toml", Outcome::Passed);
+    report.steps.push(record);
     let _ = serde_json::to_string(&report);
     let _ = crate::expect::text("stdout", "[..]\n".into(), "warm-up\n");
     if let Some((name, actor)) = loaded.scenario.actors.iter().next() {

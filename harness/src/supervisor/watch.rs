@@ -1,7 +1,7 @@
 //! Watching a running orchestrator: its events, the time limit, interrupts; and afterwards
 //! making sure nothing the scenario started is left.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -61,6 +61,34 @@ fn own_children(me: u32) -> std::collections::BTreeSet<u32> {
     }
 }
 
+/// What ended a [`wait_for`].
+enum Woken {
+    /// The descriptor is readable (or closed).
+    Ready,
+    /// A signal is waiting on the interrupts' descriptor (this comes first).
+    Interrupt,
+    /// The time passed.
+    Timeout,
+}
+
+/// Wait until `fd` is readable, a signal comes, or `timeout` passes.
+fn wait_for(fd: BorrowedFd<'_>, interrupts: &Interrupts, timeout: Duration) -> nix::Result<Woken> {
+    let mut fds = [
+        PollFd::new(fd, PollFlags::POLLIN),
+        PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN),
+    ];
+    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    poll(&mut fds, PollTimeout::from(millis))?;
+    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    Ok(if ready(&fds[1]) {
+        Woken::Interrupt
+    } else if ready(&fds[0]) {
+        Woken::Ready
+    } else {
+        Woken::Timeout
+    })
+}
+
 /// How watching an orchestrator ended.
 pub(super) struct Watched {
     /// What the scenario did.
@@ -98,19 +126,14 @@ pub(super) fn watch(
             timed_out = true;
             break;
         }
-        let mut fds = [
-            PollFd::new(events.as_fd(), PollFlags::POLLIN),
-            PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN),
-        ];
-        let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        match poll(&mut fds, PollTimeout::from(millis)) {
-            Ok(0) | Err(Errno::EINTR) => continue,
+        match wait_for(events.as_fd(), interrupts, left) {
+            Ok(Woken::Timeout) | Err(Errno::EINTR) => continue,
             Err(_) => break,
-            Ok(_) => {}
-        }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            interrupted = interrupts.received();
-            continue;
+            Ok(Woken::Interrupt) => {
+                interrupted = interrupts.received();
+                continue;
+            }
+            Ok(Woken::Ready) => {}
         }
         let mut chunk = [0u8; 65536];
         match nix::unistd::read(&events, &mut chunk) {
@@ -277,22 +300,15 @@ pub(super) fn end_of(
                 true => left.min(IDLE_FOR.saturating_sub(started.elapsed())),
                 false => left,
             };
-            let mut fds = [
-                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN),
-            ];
-            let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-            match poll(&mut fds, PollTimeout::from(millis)) {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Err(_) => break,
-                Ok(_) => {}
-            }
-            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-                break;
-            }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) && interrupts.received().is_some() {
-                let _ = kill(orchestrator, Signal::SIGKILL);
-                break;
+            match wait_for(pidfd.as_fd(), interrupts, wait) {
+                Ok(Woken::Timeout) | Err(Errno::EINTR) => {}
+                Ok(Woken::Ready) | Err(_) => break,
+                Ok(Woken::Interrupt) => {
+                    if interrupts.received().is_some() {
+                        let _ = kill(orchestrator, Signal::SIGKILL);
+                        break;
+                    }
+                }
             }
         }
     }
