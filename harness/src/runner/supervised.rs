@@ -230,6 +230,9 @@ fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Sup
         }
     };
     drop(supervisor.stdin.take());
+    // As in `WarmStandIn::announce`: the supervisor just woken may be queued behind this
+    // thread, which has the next supervisor to start; it goes first.
+    let _ = nix::sched::sched_yield();
     if pool.claim() {
         // A failure here only means the next scenario starts cold.
         if let Ok(next) = spawn_warm(runner, pool, true) {

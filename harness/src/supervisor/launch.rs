@@ -169,6 +169,10 @@ impl WarmStandIn {
             // The orchestrator is gone; its events say why.
             eprintln!("nsconform: telling the orchestrator its scenario: {e}");
         }
+        // A pipe's reader is woken as if this process were about to sleep, so the scheduler
+        // may have queued the orchestrator behind it on this CPU: let it start loading now,
+        // rather than after this process has loaded and checked the scenario itself.
+        let _ = nix::sched::sched_yield();
         true
     }
 
