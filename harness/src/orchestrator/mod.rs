@@ -152,6 +152,9 @@ impl<'a> Orchestrator<'a> {
         // reads the last event, instead of being killed one by one when this PID 1 exits.
         self.actors.clear();
         self.emit(&Event::Finished);
+        // The supervisor, woken by that event, may be queued behind this process, whose exit
+        // (its address space, its PID namespace) is slow: it reports first.
+        let _ = nix::sched::sched_yield();
         0
     }
 
