@@ -194,6 +194,7 @@ pub(crate) fn serve_warm() -> Option<Supervised> {
         }
         return None;
     };
+    crate::phase_log::mark("supervisor: scenario received");
     if warm
         .as_mut()
         .is_some_and(|warm| !warm.announce(&assignment.path))
@@ -275,7 +276,9 @@ struct Prepared {
 }
 
 fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Supervised {
-    crate::phase_log::mark("supervisor: scenario received");
+    if prepared.is_none() {
+        crate::phase_log::mark("supervisor: scenario received");
+    }
     let started = Instant::now();
     let mut report = ScenarioReport::new(name, path.display().to_string(), Outcome::Passed);
     let mut cleanup = Cleanup::default();
