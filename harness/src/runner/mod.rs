@@ -6,6 +6,7 @@
 mod catalog;
 mod gather;
 mod process;
+mod start;
 mod supervised;
 mod warm_pool;
 

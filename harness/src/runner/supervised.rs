@@ -2,17 +2,15 @@
 //! keeps one, else a cold `__supervise`; its report and then its cleanup's verdict read
 //! back within a backstop time.
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::gather::{self, Gathered};
 use super::process::Supervisor;
-use super::warm_pool::WarmPool;
+use super::start::start_supervisor;
 use super::{Runner, ScenarioFile};
 use crate::report::{Outcome, ScenarioReport};
 use crate::scenario::load_file;
-use crate::supervisor::{timeout_of, timeout_scale, Assignment, CleanupVerdict, DEFAULT_TIMEOUT};
+use crate::supervisor::{timeout_of, timeout_scale, CleanupVerdict, DEFAULT_TIMEOUT};
 
 /// A scenario given to its supervisor.
 pub(super) struct Flight<'r> {
@@ -189,117 +187,6 @@ impl<'r> Flight<'r> {
 /// Reap `child` (it printed its last line and is exiting).
 fn reap(mut child: Supervisor) {
     child.wait();
-}
-
-/// A supervisor running `file`: a warm one told its scenario (and this thread's next one
-/// started), or else a cold `__supervise` of the file.
-fn start_supervisor(runner: &Runner, file: &ScenarioFile) -> std::io::Result<Supervisor> {
-    let Some(pool) = &runner.warm else {
-        return runner
-            .command()
-            .arg("__supervise")
-            .arg("--name")
-            .arg(&file.name)
-            .arg(&file.path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map(Supervisor::from_child);
-    };
-    let assignment = Assignment {
-        name: file.name.clone(),
-        path: file.path.clone(),
-    };
-    let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    // A warm supervisor that died while waiting takes no scenario: start another.
-    let mut warm = pool.take();
-    let told = warm.as_mut().is_some_and(|w| tell(w, &line).is_ok());
-    let mut supervisor = match warm {
-        Some(warm) if told => warm,
-        stale => {
-            if let Some(mut stale) = stale {
-                // At the end of its input a warm supervisor still alive removes its stand-in.
-                drop(stale.stdin.take());
-                stale.wait();
-            }
-            pool.claim();
-            let mut fresh = spawn_warm(runner, pool, false)?;
-            tell(&mut fresh, &line)?;
-            fresh
-        }
-    };
-    drop(supervisor.stdin.take());
-    // As in `WarmStandIn::announce`: the supervisor just woken may be queued behind this
-    // thread, which has the next supervisor to start; it goes first.
-    let _ = nix::sched::sched_yield();
-    if pool.claim() {
-        // A failure here only means the next scenario starts cold.
-        if let Ok(next) = spawn_warm(runner, pool, true) {
-            pool.put(next);
-        }
-    }
-    Ok(supervisor)
-}
-
-/// Start a warm supervisor; `in_background` when its scenario is not there yet (it is
-/// started ahead). Those started ahead are forked by this thread's fork server when it can
-/// (started with the first of them); others, like the first scenario's, are exec'd, as is
-/// every one when there is no server.
-///
-/// As root, a supervisor started ahead runs in the background (nice 19) from its start
-/// on, with its stand-in host: on 2 cores, the thing it competes with is the scenario in
-/// flight, which goes first. [`tell`] brings it back to normal with its scenario. (A fork
-/// server started meanwhile goes back to normal itself.)
-fn spawn_warm(
-    runner: &Runner,
-    pool: &WarmPool,
-    in_background: bool,
-) -> std::io::Result<Supervisor> {
-    use crate::sys::{scheduling_of, set_scheduling, Scheduling};
-    let this_thread = nix::unistd::Pid::from_raw(0);
-    let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
-    let background = in_background && normal && nix::unistd::geteuid().is_root();
-    // What this thread starts now inherits its policy, through an exec too.
-    if background {
-        let _ = set_scheduling(this_thread, Scheduling::Background);
-    }
-    let started = start_warm(runner, pool, in_background);
-    if background {
-        let _ = set_scheduling(this_thread, Scheduling::Normal);
-    }
-    started
-}
-
-fn start_warm(runner: &Runner, pool: &WarmPool, ahead: bool) -> std::io::Result<Supervisor> {
-    let server = || {
-        let mut command = runner.command();
-        command.args(["__supervise", "--server"]);
-        command
-    };
-    if let Some(forked) = ahead.then(|| pool.fork(server)).flatten() {
-        return Ok(Supervisor::from_forked(forked));
-    }
-    runner
-        .command()
-        .args(["__supervise", "--warm"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Supervisor::from_child)
-}
-
-/// Give `supervisor` its scenario, back in the normal scheduling (see [`spawn_warm`]).
-fn tell(supervisor: &mut Supervisor, line: &[u8]) -> std::io::Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        let pid = nix::unistd::Pid::from_raw(supervisor.id() as i32);
-        let _ = crate::sys::set_scheduling(pid, crate::sys::Scheduling::Normal);
-    }
-    match supervisor.stdin.as_mut() {
-        Some(stdin) => stdin.write_all(line),
-        None => Err(std::io::Error::other("no input")),
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! The runner starts the next one while the current scenario runs, so the exec, the
 //! namespaces and most mounts are off the scenario's critical path.
 
+mod cleanup;
 mod interrupts;
 mod launch;
 mod orchestrator_process;
@@ -22,10 +23,12 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 
+pub(crate) use self::cleanup::Cleanup;
+use self::cleanup::Ran;
 use self::interrupts::Interrupts;
 use self::launch::{fork_cold, Running, WarmStandIn};
 pub(crate) use self::warm_up::warm_up;
-use self::watch::{end_of, reap_descendants, watch, Watched, EXIT_GRACE};
+use self::watch::{watch, Watched};
 use crate::payload::offers::Sources;
 use crate::report::{Outcome, ScenarioReport, StepRecord, ToolUnderTest};
 use crate::scenario::model::HostMode;
@@ -123,51 +126,6 @@ pub(crate) struct Supervised {
     /// Ending its processes and removing its cgroups: the runner reads the report first, so
     /// it can give a warm supervisor the next scenario meanwhile.
     pub(crate) cleanup: Cleanup,
-}
-
-/// What is left after a scenario's report: its orchestrator, still exiting with the last
-/// processes of its PID namespace, the scenario's cgroups, and any warm stand-in host it did
-/// not use.
-#[derive(Default)]
-pub(crate) struct Cleanup {
-    unused: Option<WarmStandIn>,
-    ran: Option<Ran>,
-}
-
-/// What ran a scenario.
-struct Ran {
-    session: Session,
-    /// The orchestrator, if it finished and is exiting (else it is reaped already).
-    exiting: Option<nix::unistd::Pid>,
-    containment: crate::containment::Containment,
-    namespaces: Vec<std::os::fd::OwnedFd>,
-}
-
-impl Cleanup {
-    /// End and remove everything; what is left behind, if anything, as the error.
-    pub(crate) fn run(self) -> Result<(), String> {
-        let unused = self.unused.map_or(Ok(()), WarmStandIn::end);
-        let Some(ran) = self.ran else {
-            return unused;
-        };
-        let ended = ran.exiting.map_or(Ok(()), |orchestrator| {
-            end_of(
-                orchestrator,
-                &ran.session.interrupts,
-                EXIT_GRACE.mul_f64(timeout_scale()),
-            )
-        });
-        let leftovers = reap_descendants();
-        let cleanup = ended
-            .and(leftovers)
-            .and(ran.containment.destroy())
-            .and(unused);
-        // Closed when this process exits, after its last line: their teardown is off the
-        // path of the runner, which reads that line.
-        std::mem::forget(ran.namespaces);
-        crate::phase_log::mark("supervisor: cleaned up");
-        cleanup
-    }
 }
 
 /// Run the scenario at `path` named `name` and report what happened.
