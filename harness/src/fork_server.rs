@@ -293,12 +293,11 @@ fn become_child(streams: [OwnedFd; 3], background: bool, child_main: &dyn Fn() -
     }
     drop((stdin, stdout, stderr));
     let _ = signals().thread_unblock();
-    let scheduling = match background {
-        true => Scheduling::Background,
-        false => Scheduling::Normal,
-    };
-    if sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s != Some(scheduling)) {
-        let _ = sys::set_scheduling(Pid::from_raw(0), scheduling);
+    let this = Pid::from_raw(0);
+    if !background {
+        let _ = sys::bring_back(this);
+    } else if sys::scheduling_of(this).is_ok_and(|s| s == Some(Scheduling::Normal)) {
+        let _ = sys::set_scheduling(this, Scheduling::Background);
     }
     child_main()
 }

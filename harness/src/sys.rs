@@ -170,6 +170,15 @@ pub(crate) fn scheduling_of(pid: Pid) -> nix::Result<Option<Scheduling>> {
     })
 }
 
+/// Bring process `pid` back to [`Scheduling::Normal`] if it is in the background or idle;
+/// anything else (e.g. the nice value the harness itself was started with) is left alone.
+pub(crate) fn bring_back(pid: Pid) -> nix::Result<()> {
+    match scheduling_of(pid)? {
+        Some(Scheduling::Background | Scheduling::Idle) => set_scheduling(pid, Scheduling::Normal),
+        _ => Ok(()),
+    }
+}
+
 /// Set the scheduling of process or thread `pid` (0: the calling thread). Coming back to
 /// `Normal` needs `CAP_SYS_NICE` (or a high enough `RLIMIT_NICE`).
 pub(crate) fn set_scheduling(pid: Pid, scheduling: Scheduling) -> nix::Result<()> {

@@ -108,7 +108,7 @@ impl SpareActor {
     /// Give the spare the normal scheduling (it was forked while its stand-in waited in the
     /// background).
     pub(crate) fn wake(&self) -> nix::Result<()> {
-        sys::set_scheduling(self.pid, sys::Scheduling::Normal)
+        sys::bring_back(self.pid)
     }
 
     /// Make the spare the actor of `plan`, with `control` as its end of the control socket

@@ -113,10 +113,7 @@ fn start_warm(runner: &Runner, pool: &WarmPool, ahead: bool) -> std::io::Result<
 
 /// Give `supervisor` its scenario, back in the normal scheduling (see [`spawn_warm`]).
 fn tell(supervisor: &mut Supervisor, line: &[u8]) -> std::io::Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        let pid = nix::unistd::Pid::from_raw(supervisor.id() as i32);
-        let _ = crate::sys::set_scheduling(pid, crate::sys::Scheduling::Normal);
-    }
+    let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(supervisor.id() as i32));
     match supervisor.stdin.as_mut() {
         Some(stdin) => stdin.write_all(line),
         None => Err(std::io::Error::other("no input")),

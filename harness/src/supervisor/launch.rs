@@ -159,7 +159,7 @@ impl WarmStandIn {
     /// process first (the runner starts warm supervisors in the background); false when
     /// that fails.
     pub(super) fn announce(&mut self, path: &Path) -> bool {
-        if let Err(e) = crate::sys::set_scheduling(self.child, crate::sys::Scheduling::Normal) {
+        if let Err(e) = crate::sys::bring_back(self.child) {
             eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
             return false;
         }

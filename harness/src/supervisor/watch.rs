@@ -274,8 +274,10 @@ pub(super) fn end_of(
     let started = Instant::now();
     let deadline = started + grace;
     let ending = [Pid::from_raw(0), orchestrator];
-    // Only root can come back from SCHED_IDLE.
-    let mut idle = nix::unistd::geteuid().is_root();
+    // Only root can come back from SCHED_IDLE; any other scheduling than the usual one is the
+    // user's choice, left alone.
+    let mut idle = nix::unistd::geteuid().is_root()
+        && crate::sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s == Some(Scheduling::Normal));
     if idle {
         for process in ending {
             let _ = set_scheduling(process, Scheduling::Idle);
