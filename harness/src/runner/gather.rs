@@ -65,8 +65,8 @@ pub(super) fn gather(
                 streams.push(index);
             }
         }
-        if let Some(pidfd) = &pidfd {
-            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        if let Some(pidfd) = pidfd {
+            fds.push(PollFd::new(pidfd, PollFlags::POLLIN));
         }
         if fds.is_empty() {
             break;

@@ -2,7 +2,7 @@
 //! forked by a fork server (a child of the server, known by a pidfd).
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -21,14 +21,17 @@ pub(crate) struct Supervisor {
     /// Its standard error: the log.
     pub(crate) stderr: Option<File>,
     process: Process,
+    /// Readable when it exits: opened once (for a child of the runner, if the kernel has
+    /// pidfds), as every wait for its lines polls it.
+    pidfd: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
 enum Process {
     /// A child of the runner.
     Child(Child),
-    /// A child of a fork server: readable when it exits.
-    Forked(OwnedFd),
+    /// A child of a fork server, known by its pidfd.
+    Forked,
 }
 
 impl Supervisor {
@@ -39,6 +42,7 @@ impl Supervisor {
             stdin: child.stdin.take().map(|s| File::from(OwnedFd::from(s))),
             stdout: child.stdout.take().map(|s| File::from(OwnedFd::from(s))),
             stderr: child.stderr.take().map(|s| File::from(OwnedFd::from(s))),
+            pidfd: crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok(),
             process: Process::Child(child),
         }
     }
@@ -50,7 +54,8 @@ impl Supervisor {
             stdin: Some(forked.stdin),
             stdout: Some(forked.stdout),
             stderr: Some(forked.stderr),
-            process: Process::Forked(forked.pidfd),
+            process: Process::Forked,
+            pidfd: Some(forked.pidfd),
         }
     }
 
@@ -67,13 +72,8 @@ impl Supervisor {
     }
 
     /// A descriptor that becomes readable when it exits, if the kernel has pidfds.
-    pub(crate) fn exit_fd(&self) -> Option<OwnedFd> {
-        match &self.process {
-            Process::Child(_) => {
-                crate::sys::pidfd_open(nix::unistd::Pid::from_raw(self.pid as i32)).ok()
-            }
-            Process::Forked(pidfd) => pidfd.try_clone().ok(),
-        }
+    pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
     }
 
     /// Kill it (SIGKILL).
@@ -82,8 +82,10 @@ impl Supervisor {
             Process::Child(child) => {
                 let _ = child.kill();
             }
-            Process::Forked(pidfd) => {
-                let _ = crate::sys::pidfd_send_signal(pidfd, Signal::SIGKILL);
+            Process::Forked => {
+                if let Some(pidfd) = &self.pidfd {
+                    let _ = crate::sys::pidfd_send_signal(pidfd, Signal::SIGKILL);
+                }
             }
         }
     }
@@ -92,8 +94,12 @@ impl Supervisor {
     pub(crate) fn wait(&mut self) -> Option<ExitStatus> {
         match &mut self.process {
             Process::Child(child) => child.wait().ok(),
-            Process::Forked(pidfd) => {
-                while !exited(pidfd, PollTimeout::NONE) {}
+            Process::Forked => {
+                while !self
+                    .pidfd
+                    .as_ref()
+                    .is_none_or(|fd| exited(fd, PollTimeout::NONE))
+                {}
                 None
             }
         }
@@ -103,7 +109,10 @@ impl Supervisor {
     pub(crate) fn try_wait(&mut self) -> bool {
         match &mut self.process {
             Process::Child(child) => matches!(child.try_wait(), Ok(Some(_)) | Err(_)),
-            Process::Forked(pidfd) => exited(pidfd, PollTimeout::ZERO),
+            Process::Forked => self
+                .pidfd
+                .as_ref()
+                .is_none_or(|fd| exited(fd, PollTimeout::ZERO)),
         }
     }
 }

@@ -45,7 +45,7 @@ pub(super) fn start_supervisor(
                 stale.wait();
             }
             pool.claim();
-            let mut fresh = spawn_warm(runner, pool, false)?;
+            let mut fresh = exec_warm(runner)?;
             tell(&mut fresh, &line)?;
             fresh
         }
@@ -56,51 +56,46 @@ pub(super) fn start_supervisor(
     let _ = nix::sched::sched_yield();
     if pool.claim() {
         // A failure here only means the next scenario starts cold.
-        if let Ok(next) = spawn_warm(runner, pool, true) {
+        if let Ok(next) = start_ahead(runner, pool) {
             pool.put(next);
         }
     }
     Ok(supervisor)
 }
 
-/// Start a warm supervisor; `in_background` when its scenario is not there yet (it is
-/// started ahead). Those started ahead are forked by this thread's fork server when it can
-/// (started with the first of them); others, like the first scenario's, are exec'd, as is
-/// every one when there is no server.
+/// Start this thread's next warm supervisor, ahead of its scenario: forked by the thread's
+/// fork server when it can (started with the first of them), else exec'd.
 ///
-/// As root, a supervisor started ahead runs in the background (nice 19) from its start
-/// on, with its stand-in host: on 2 cores, the thing it competes with is the scenario in
-/// flight, which goes first. [`tell`] brings it back to normal with its scenario. (A fork
-/// server started meanwhile goes back to normal itself.)
-fn spawn_warm(
-    runner: &Runner,
-    pool: &WarmPool,
-    in_background: bool,
-) -> std::io::Result<Supervisor> {
+/// As root, it runs in the background (nice 19) from its start on, with its stand-in host:
+/// on 2 cores, the thing it competes with is the scenario in flight, which goes first.
+/// [`tell`] brings it back to normal with its scenario. (A fork server started meanwhile
+/// goes back to normal itself.)
+fn start_ahead(runner: &Runner, pool: &WarmPool) -> std::io::Result<Supervisor> {
     use crate::sys::{scheduling_of, set_scheduling, Scheduling};
     let this_thread = nix::unistd::Pid::from_raw(0);
     let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
-    let background = in_background && normal && nix::unistd::geteuid().is_root();
+    let background = normal && nix::unistd::geteuid().is_root();
     // What this thread starts now inherits its policy, through an exec too.
     if background {
         let _ = set_scheduling(this_thread, Scheduling::Background);
     }
-    let started = start_warm(runner, pool, in_background);
+    let server = || {
+        let mut command = runner.command();
+        command.args(["__supervise", "--server"]);
+        command
+    };
+    let started = match pool.fork(server) {
+        Some(forked) => Ok(Supervisor::from_forked(forked)),
+        None => exec_warm(runner),
+    };
     if background {
         let _ = set_scheduling(this_thread, Scheduling::Normal);
     }
     started
 }
 
-fn start_warm(runner: &Runner, pool: &WarmPool, ahead: bool) -> std::io::Result<Supervisor> {
-    let server = || {
-        let mut command = runner.command();
-        command.args(["__supervise", "--server"]);
-        command
-    };
-    if let Some(forked) = ahead.then(|| pool.fork(server)).flatten() {
-        return Ok(Supervisor::from_forked(forked));
-    }
+/// Exec a warm supervisor (`__supervise --warm`).
+fn exec_warm(runner: &Runner) -> std::io::Result<Supervisor> {
     runner
         .command()
         .args(["__supervise", "--warm"])
@@ -111,7 +106,7 @@ fn start_warm(runner: &Runner, pool: &WarmPool, ahead: bool) -> std::io::Result<
         .map(Supervisor::from_child)
 }
 
-/// Give `supervisor` its scenario, back in the normal scheduling (see [`spawn_warm`]).
+/// Give `supervisor` its scenario, back in the normal scheduling (see [`start_ahead`]).
 fn tell(supervisor: &mut Supervisor, line: &[u8]) -> std::io::Result<()> {
     let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(supervisor.id() as i32));
     match supervisor.stdin.as_mut() {

@@ -108,12 +108,14 @@ impl<'r> Flight<'r> {
             self.give_up(Some("no verdict on its cleanup".into()), ended_fn);
             return self.into_report();
         };
-        if let Some(child) = self.child.take() {
+        if let Some(mut child) = self.child.take() {
             let pid = child.id();
             // It printed its last line: its exit need not be waited for here.
             match &self.runner.warm {
                 Some(pool) => pool.reap_later(child),
-                None => reap(child),
+                None => {
+                    child.wait();
+                }
             }
             if self.tracked {
                 ended_fn(pid);
@@ -182,11 +184,6 @@ impl<'r> Flight<'r> {
             None => self.failure("the supervisor was abandoned".into()),
         }
     }
-}
-
-/// Reap `child` (it printed its last line and is exiting).
-fn reap(mut child: Supervisor) {
-    child.wait();
 }
 
 #[cfg(test)]

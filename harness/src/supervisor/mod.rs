@@ -130,6 +130,7 @@ pub(crate) struct Supervised {
 
 /// Run the scenario at `path` named `name` and report what happened.
 pub(crate) fn supervise(path: &Path, name: &str) -> Supervised {
+    crate::phase_log::mark("supervisor: scenario received");
     supervise_with(path, name, None)
 }
 
@@ -234,9 +235,6 @@ struct Prepared {
 }
 
 fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Supervised {
-    if prepared.is_none() {
-        crate::phase_log::mark("supervisor: scenario received");
-    }
     let started = Instant::now();
     let mut report = ScenarioReport::new(name, path.display().to_string(), Outcome::Passed);
     let mut cleanup = Cleanup::default();
