@@ -219,6 +219,35 @@ fn passing_fixtures_pass_jobs_traps_and_the_process_cap() {
     );
 }
 
+/// `nsconform features` answers every feature with yes or no and why: what succeeded, or
+/// the call that failed.
+#[test]
+fn the_feature_table_gives_each_verdict_a_reason() {
+    let output = nsconform(&["features"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>),
+        Some(vec!["feature", "available", "reason"])
+    );
+    let rows: Vec<&str> = lines.take_while(|line| !line.is_empty()).collect();
+    assert!(rows.len() >= 15, "{stdout}");
+    for row in &rows {
+        let mut words = row.split_whitespace();
+        let (feature, verdict) = (words.next(), words.next());
+        let reason = words.collect::<Vec<_>>().join(" ");
+        assert!(
+            feature.is_some() && matches!(verdict, Some("yes" | "no")) && !reason.is_empty(),
+            "row without a verdict and a reason: {row:?}"
+        );
+    }
+    assert!(stdout.contains("pidfd_open(self) succeeded"), "{stdout}");
+}
+
 #[test]
 fn the_results_file_records_the_machine_features_and_every_scenario() {
     let dir = tempfile::tempdir().expect("tempdir");

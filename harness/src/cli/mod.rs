@@ -309,11 +309,15 @@ fn features(json: bool, save: Option<PathBuf>, only: Vec<String>) -> ExitCode {
         .map(|(feature, _)| feature.to_string().len())
         .max()
         .unwrap_or(0);
+    let as_root = nix::unistd::Uid::effective().is_root();
     let mut text = format!("{:<width$}  available  reason\n", "feature");
     for (feature, verdict) in &results {
         let name = feature.to_string();
         match verdict {
-            Ok(()) => text.push_str(&format!("{name:<width$}  yes\n")),
+            Ok(()) => {
+                let proved = crate::probe::succeeded(*feature, as_root);
+                text.push_str(&format!("{name:<width$}  yes        {proved}\n"));
+            }
             Err(reason) => text.push_str(&format!("{name:<width$}  no         {reason}\n")),
         }
     }

@@ -16,9 +16,11 @@
 //! The probes themselves are grouped by what they try: [`namespaces`] (namespace types and
 //! user namespaces), [`mounts`] (overlayfs, tmpfs, `/proc`, idmapped mounts), [`syscalls`]
 //! (pidfds, `clone3`, `setns`, nsfs, time offsets) and [`links`] (link kinds). [`child`] runs
-//! them in processes of their own and [`reason`] words their failures.
+//! them in processes of their own, [`reason`] words their failures and [`evidence`] their
+//! successes.
 
 mod child;
+mod evidence;
 mod links;
 mod mounts;
 mod namespaces;
@@ -30,6 +32,8 @@ use std::path::Path;
 
 use crate::cgroup::cgroup2_mount;
 use crate::requires::{parse_feature, Feature};
+
+pub(crate) use evidence::succeeded;
 
 /// The environment variable naming a file of probe results shared by the processes of one
 /// run (written by [`write_cache`], read by [`Cache::from_env`]).
