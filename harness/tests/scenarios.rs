@@ -69,8 +69,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let unmet = match runner.unmet_requirements(&files) {
-        Ok(unmet) => unmet,
+    let (runner, unmet) = match runner.check_requirements(&files) {
+        Ok(checked) => checked,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);

@@ -32,8 +32,13 @@ fn is_root() -> bool {
     })
 }
 
-fn tell(mut child: Child, name: &str, path: &str) -> Output {
-    let line = format!("{{\"name\":\"{name}\",\"path\":\"{path}\"}}\n");
+fn tell(child: Child, name: &str, path: &str) -> Output {
+    tell_with(child, name, path, false)
+}
+
+/// [`tell`], saying whether the runner found the scenario ready to run at once.
+fn tell_with(mut child: Child, name: &str, path: &str, ready: bool) -> Output {
+    let line = format!("{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":{ready}}}\n");
     child
         .stdin
         .take()
@@ -100,6 +105,31 @@ fn it_runs_the_scenario_it_is_told_under_the_name_it_is_given() {
         2,
         "two lines and no more"
     );
+}
+
+/// A scenario the runner checked before the run starts as soon as the orchestrator has it:
+/// the supervisor leaves the requirements to that check. Its own check, without the flag,
+/// skips a scenario whose requirements fail; with it, the scenario runs (and here fails, as
+/// `ip link add ... type dummy` cannot work without the command it requires).
+#[test]
+fn a_scenario_checked_by_the_runner_runs_without_a_second_check() {
+    let ready = tell_with(
+        warm(),
+        "ready",
+        "scenarios/uts/hostname-isolated.toml",
+        true,
+    );
+    if is_root() {
+        assert_eq!(outcome_of(&ready), "passed", "{}", text(&ready.stdout));
+        assert_eq!(cleanup_of(&ready), serde_json::json!({ "cleanup": null }));
+    }
+    let skip = "fixtures/skip/needs-dummy-link.toml";
+    assert_eq!(outcome_of(&tell(warm(), "unmet", skip)), "skipped");
+    let trusted = tell_with(warm(), "unmet", skip, true);
+    if is_root() {
+        assert_eq!(outcome_of(&trusted), "failed", "{}", text(&trusted.stdout));
+        assert_eq!(cleanup_of(&trusted), serde_json::json!({ "cleanup": null }));
+    }
 }
 
 #[test]

@@ -80,7 +80,7 @@ enum Commands {
         server: bool,
     },
     /// Internal: print, as JSON, why each of these scenarios cannot run here (unmet
-    /// requirements); valid scenarios whose requirements hold are left out.
+    /// requirements), and which of the others may start at once (see `runner/requirements.rs`).
     #[command(name = "__requirements", hide = true)]
     Requirements {
         /// Scenario files.
@@ -165,16 +165,8 @@ pub fn main() -> ExitCode {
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Commands::Requirements { paths } => {
-            let mut probes = crate::probe::Cache::from_env();
-            let unmet: std::collections::BTreeMap<String, String> = paths
-                .iter()
-                .filter_map(|path| {
-                    let loaded = load_file(path).ok()?;
-                    let reason = crate::requires::check(&loaded.scenario, &mut probes).err()?;
-                    Some((path.display().to_string(), reason))
-                })
-                .collect();
-            emit(&(serde_json::to_string(&unmet).unwrap_or_default() + "\n"));
+            let verdicts = crate::runner::requirement_verdicts(&paths);
+            emit(&(serde_json::to_string(&verdicts).unwrap_or_default() + "\n"));
             ExitCode::SUCCESS
         }
         Commands::Probe => crate::payload::main(),

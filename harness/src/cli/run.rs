@@ -114,10 +114,19 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
         Ok(runner) if args.paranoid => runner
             .with_tool_path(tool_dirs.clone())
             .with_userland(userland.clone()),
-        Ok(runner) => runner
+        // Their supervisors start ahead: those known to be ready then run at once.
+        Ok(runner) => match runner
             .with_tool_path(tool_dirs.clone())
             .with_userland(userland.clone())
-            .with_warm_supervisors(Some(files.len())),
+            .with_warm_supervisors(Some(files.len()))
+            .check_requirements(&files)
+        {
+            Ok((runner, _unmet_reported_by_their_supervisors)) => runner,
+            Err(message) => {
+                eprintln!("nsconform: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
         Err(message) => {
             eprintln!("nsconform: {message}");
             return ExitCode::FAILURE;

@@ -6,17 +6,19 @@
 mod catalog;
 mod gather;
 mod process;
+mod requirements;
 mod start;
 mod supervised;
 mod warm_pool;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use catalog::Catalog;
+pub(crate) use requirements::verdicts as requirement_verdicts;
 
 use crate::report::ScenarioReport;
 use supervised::Flight;
@@ -98,6 +100,8 @@ pub struct Runner {
     warm: Option<Arc<WarmPool>>,
     /// Time limits of the run's files, known ahead (see [`Runner::with_catalog`]).
     limits: Arc<HashMap<PathBuf, Duration>>,
+    /// The files checked ahead that may start at once (see [`Runner::check_requirements`]).
+    ready: Arc<BTreeSet<PathBuf>>,
 }
 
 impl Runner {
@@ -110,6 +114,7 @@ impl Runner {
             userland: None,
             warm: None,
             limits: Arc::default(),
+            ready: Arc::default(),
         }
     }
 
@@ -223,14 +228,18 @@ impl Runner {
         command
     }
 
-    /// Why each of `files` cannot run on this machine (unmet requirements), by file path,
-    /// decided in one `nsconform __requirements` process so each feature is probed once.
-    /// Files that are fine, or invalid (their run reports that), are left out.
-    pub fn unmet_requirements(
-        &self,
+    /// Check the requirements of `files` once, now, in one `nsconform __requirements`
+    /// process (so each feature is probed once, with the supervisors' environment): why
+    /// each file that cannot run on this machine is skipped, by path. Files that are fine,
+    /// or invalid (their run reports that), are left out. The runner keeps what it learnt:
+    /// the supervisor of a scenario known to be ready lets it start as soon as it is loaded.
+    pub fn check_requirements(
+        mut self,
         files: &[ScenarioFile],
-    ) -> Result<BTreeMap<PathBuf, String>, String> {
-        unmet_requirements(self, files)
+    ) -> Result<(Runner, BTreeMap<PathBuf, String>), String> {
+        let verdicts = requirements::ask(self.command(), files.iter().map(|f| &f.path))?;
+        self.ready = Arc::new(verdicts.ready);
+        Ok((self, verdicts.unmet))
     }
 
     /// Pass `signal` (e.g. SIGTERM after Ctrl-C) to the supervisors in flight that are not
@@ -284,30 +293,4 @@ impl Runner {
             done(previous.finish(ended));
         }
     }
-}
-
-fn unmet_requirements(
-    runner: &Runner,
-    files: &[ScenarioFile],
-) -> Result<BTreeMap<PathBuf, String>, String> {
-    let exe = &runner.exe;
-    let output = runner
-        .command()
-        .arg("__requirements")
-        .args(files.iter().map(|f| &f.path))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "requirement check failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let unmet: BTreeMap<String, String> = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("requirement check gave no answer: {e}"))?;
-    Ok(unmet
-        .into_iter()
-        .map(|(path, reason)| (PathBuf::from(path), reason))
-        .collect())
 }

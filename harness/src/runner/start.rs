@@ -30,6 +30,7 @@ pub(super) fn start_supervisor(
     let assignment = Assignment {
         name: file.name.clone(),
         path: file.path.clone(),
+        ready: runner.ready.contains(&file.path),
     };
     let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
     line.push(b'\n');

@@ -104,6 +104,9 @@ fn with_cleanup(reason: String, cleanup: Result<(), String>) -> String {
     }
 }
 
+/// The byte after the path that lets a warm orchestrator run its scenario.
+const GO: u8 = b'y';
+
 /// A stand-in host made before its scenario is known: the orchestrator has done everything
 /// that does not depend on the scenario and waits for its path.
 pub(super) struct WarmStandIn {
@@ -111,6 +114,8 @@ pub(super) struct WarmStandIn {
     events: OwnedFd,
     /// Where the scenario's path goes (closed empty: no scenario).
     go: OwnedFd,
+    /// Whether the orchestrator was let run already, with the path.
+    let_run: bool,
     containment: Containment,
     namespaces: Vec<OwnedFd>,
 }
@@ -148,6 +153,7 @@ impl WarmStandIn {
                 child,
                 events: events_in,
                 go: go_out,
+                let_run: false,
                 containment,
                 namespaces: hold_namespaces(child),
             }),
@@ -155,16 +161,21 @@ impl WarmStandIn {
     }
 
     /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
-    /// while this process checks the scenario. It is brought back to the scheduling of this
-    /// process first (the runner starts warm supervisors in the background); false when
-    /// that fails.
-    pub(super) fn announce(&mut self, path: &Path) -> bool {
+    /// while this process checks the scenario, and with `ready` let it run the scenario
+    /// as soon as it has (the runner checked it before the run). It is brought back to the
+    /// scheduling of this process first (the runner starts warm supervisors in the
+    /// background); false when that fails.
+    pub(super) fn announce(&mut self, path: &Path, ready: bool) -> bool {
         if let Err(e) = crate::sys::bring_back(self.child) {
             eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
             return false;
         }
         let mut line = path.as_os_str().as_bytes().to_vec();
         line.push(b'\n');
+        if ready {
+            line.push(GO);
+            self.let_run = true;
+        }
         if let Err(e) = nix::unistd::write(&self.go, &line) {
             // The orchestrator is gone; its events say why.
             eprintln!("nsconform: telling the orchestrator its scenario: {e}");
@@ -183,8 +194,10 @@ impl WarmStandIn {
                 return Err(self.discard_because(format!("cannot cap processes: {e}")));
             }
         }
-        if let Err(e) = nix::unistd::write(&self.go, b"y") {
-            eprintln!("nsconform: letting the orchestrator run: {e}");
+        if !self.let_run {
+            if let Err(e) = nix::unistd::write(&self.go, &[GO]) {
+                eprintln!("nsconform: letting the orchestrator run: {e}");
+            }
         }
         drop(self.go);
         Ok(Running {

@@ -109,6 +109,11 @@ pub(crate) struct Assignment {
     pub(crate) name: String,
     /// The scenario file.
     pub(crate) path: PathBuf,
+    /// The runner checked the scenario's requirements before the run, with this
+    /// supervisor's environment, and they hold (`runner/requirements.rs`): its orchestrator
+    /// may run it as soon as it has loaded it. Default false: checked here first.
+    #[serde(default)]
+    pub(crate) ready: bool,
 }
 
 /// The second line a supervisor prints, after its report: whether everything the scenario
@@ -156,7 +161,7 @@ pub(crate) fn serve_warm() -> Option<Supervised> {
     crate::phase_log::mark("supervisor: scenario received");
     if warm
         .as_mut()
-        .is_some_and(|warm| !warm.announce(&assignment.path))
+        .is_some_and(|warm| !warm.announce(&assignment.path, assignment.ready))
     {
         if let Some(warm) = warm.take() {
             warm.discard();
@@ -165,6 +170,7 @@ pub(crate) fn serve_warm() -> Option<Supervised> {
     let prepared = Prepared {
         session,
         machine,
+        ready: assignment.ready && warm.is_some(),
         warm,
     };
     Some(supervise_with(
@@ -231,6 +237,9 @@ impl Session {
 struct Prepared {
     session: Session,
     machine: MachineFacts,
+    /// Its orchestrator was let run with the path ([`Assignment::ready`]): the requirements
+    /// are not checked again here.
+    ready: bool,
     warm: Option<WarmStandIn>,
 }
 
@@ -255,10 +264,14 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
             message: requires::tool_path().err().unwrap_or_default().to_string(),
         },
         Ok(loaded) => {
-            let mut probes = probe::Cache::from_env();
             crate::phase_log::mark("supervisor: scenario loaded");
             report.snapshot = loaded.scenario.snapshot;
-            match requires::check(&loaded.scenario, &mut probes) {
+            let checked_ahead = prepared.as_ref().is_some_and(|p| p.ready);
+            let checked = match checked_ahead {
+                true => Ok(()),
+                false => requires::check(&loaded.scenario, &mut probe::Cache::from_env()),
+            };
+            match checked {
                 Err(reason) => Outcome::Skipped { reason },
                 Ok(()) => run(
                     &loaded,
@@ -285,14 +298,15 @@ fn run(
     prepared: Option<Prepared>,
     cleanup: &mut Cleanup,
 ) -> Outcome {
-    let (session, machine, warm) = match prepared {
+    let (session, machine, warm, ready) = match prepared {
         Some(Prepared {
             session,
             machine,
             warm,
-        }) => (session, machine, warm),
+            ready,
+        }) => (session, machine, warm, ready),
         None => match Session::begin() {
-            Ok(session) => (session, MachineFacts::read(), None),
+            Ok(session) => (session, MachineFacts::read(), None, false),
             Err(reason) => return Outcome::Failed { step: None, reason },
         },
     };
@@ -305,12 +319,17 @@ fn run(
             reason: "a `host = \"real\"` scenario sees the machine's own userland, so it does not run under --userland".into(),
         };
     }
-    let sources = match open_sources(loaded) {
-        Ok(sources) => sources,
-        Err(message) => {
-            discard(warm);
-            return Outcome::Invalid { message };
-        }
+    // A warm orchestrator opens them itself; a scenario let run at once is not stopped
+    // for a second opinion (its orchestrator reports why, should they not open).
+    let sources = match ready {
+        true => Sources::default(),
+        false => match open_sources(loaded) {
+            Ok(sources) => sources,
+            Err(message) => {
+                discard(warm);
+                return Outcome::Invalid { message };
+            }
+        },
     };
     let max_processes = loaded
         .scenario
