@@ -245,6 +245,10 @@ struct Prepared {
 
 fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Supervised {
     let started = Instant::now();
+    // The orchestrator of a ready scenario runs it already: loading this process's own copy
+    // (for the time limit and the report) is off the scenario's critical path, so it gives
+    // way to the scenario's processes until it watches them (see `run`).
+    let stepped_aside = prepared.as_ref().is_some_and(|p| p.ready) && step_aside();
     let mut report = ScenarioReport::new(name, path.display().to_string(), Outcome::Passed);
     let mut cleanup = Cleanup::default();
     report.outcome = match load_file(path) {
@@ -279,6 +283,7 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
                     &mut report.tool,
                     prepared.take(),
                     &mut cleanup,
+                    stepped_aside,
                 ),
             }
         }
@@ -286,9 +291,30 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
     if let Some(warm) = prepared.and_then(|p| p.warm) {
         cleanup.unused = Some(warm);
     }
+    if stepped_aside {
+        // Back (once more, at no cost when it is already) for what follows on every path.
+        come_back();
+    }
     report.duration_ms = started.elapsed().as_millis() as u64;
     crate::phase_log::mark("supervisor: report ready");
     Supervised { report, cleanup }
+}
+
+/// Go to the background (nice 19), as root only (a user could not come back); whether it
+/// did.
+fn step_aside() -> bool {
+    use crate::sys::{scheduling_of, set_scheduling, Scheduling};
+    let this = nix::unistd::Pid::from_raw(0);
+    nix::unistd::geteuid().is_root()
+        && scheduling_of(this).is_ok_and(|s| s == Some(Scheduling::Normal))
+        && set_scheduling(this, Scheduling::Background).is_ok()
+}
+
+/// Back from [`step_aside`] to the normal scheduling.
+fn come_back() {
+    if let Err(e) = crate::sys::bring_back(nix::unistd::Pid::from_raw(0)) {
+        eprintln!("nsconform: the supervisor's scheduling: {e}");
+    }
 }
 
 fn run(
@@ -297,6 +323,7 @@ fn run(
     tool: &mut Option<ToolUnderTest>,
     prepared: Option<Prepared>,
     cleanup: &mut Cleanup,
+    stepped_aside: bool,
 ) -> Outcome {
     let (session, machine, warm, ready) = match prepared {
         Some(Prepared {
@@ -336,6 +363,9 @@ fn run(
         .max_processes
         .unwrap_or(crate::pids_limit::DEFAULT_MAX_PROCESSES);
     crate::phase_log::mark("supervisor: requirements checked");
+    if stepped_aside {
+        come_back();
+    }
     let started = match (mode, warm) {
         (HostMode::StandIn, Some(warm)) => warm.go(max_processes),
         (_, warm) => {
