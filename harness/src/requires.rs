@@ -378,6 +378,12 @@ pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
     find_in(Path::new("/"), command_path(), program)
 }
 
+/// Find executable `program` in `dirs` first, then on [`COMMAND_PATH`]: where a run given
+/// these tool directories finds it (for a process without `NSCONFORM_TOOL_PATH`).
+pub(crate) fn find_with_tool_dirs(dirs: &[PathBuf], program: &str) -> Option<PathBuf> {
+    find_in(Path::new("/"), &path_with(dirs), program)
+}
+
 /// Find executable `program` in the directories of `path` taken inside the tree at `root`
 /// (symbolic links are followed from the machine's root, which suits the relative ones of a
 /// merged `/usr`).
@@ -490,6 +496,22 @@ mod tests {
         assert!(tool_dir(&file, cwd)
             .unwrap_err()
             .contains("not a directory"));
+    }
+
+    /// The versions in a results file are those of the tools the run used: a tool
+    /// directory's build of a program comes before the machine's.
+    #[test]
+    fn a_tool_directory_comes_before_the_machine_in_lookups() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tool = dir.path().join("sh");
+        std::fs::write(&tool, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dirs = [dir.path().to_path_buf()];
+        assert_eq!(find_with_tool_dirs(&dirs, "sh"), Some(tool));
+        let machine = find_with_tool_dirs(&[], "sh").expect("the machine's sh");
+        assert!(!machine.starts_with(dir.path()), "{machine:?}");
+        assert_eq!(find_with_tool_dirs(&dirs, "no-such-program-anywhere"), None);
     }
 
     #[test]

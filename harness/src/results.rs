@@ -193,7 +193,16 @@ pub(crate) fn distribution(text: &str) -> Distribution {
 
 /// The first line of `tool`'s version output (`ip -V`, otherwise `--version`), or why none.
 pub(crate) fn tool_version(tool: &str) -> String {
-    let Some(path) = crate::requires::find_on_path(tool) else {
+    version_of(tool, crate::requires::find_on_path(tool))
+}
+
+/// [`tool_version`] of the `tool` a run with the tool directories `dirs` uses.
+pub(crate) fn tool_version_with(dirs: &[std::path::PathBuf], tool: &str) -> String {
+    version_of(tool, crate::requires::find_with_tool_dirs(dirs, tool))
+}
+
+fn version_of(tool: &str, path: Option<std::path::PathBuf>) -> String {
+    let Some(path) = path else {
         return "not found on PATH".to_string();
     };
     let flag = if tool == "ip" { "-V" } else { "--version" };

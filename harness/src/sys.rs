@@ -511,6 +511,27 @@ pub(crate) fn empty_signal_mask_before_exec(command: &mut std::process::Command)
     }
 }
 
+/// Make the program `command` starts receive SIGKILL when this process's thread that
+/// started it ends (`PR_SET_PDEATHSIG`), and not start at all when this process is gone
+/// already by then.
+pub(crate) fn die_with_this_process(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the closure runs between fork and exec; prctl and getppid are
+    // async-signal-safe and allocate nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("the parent ended before the start"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// `setdomainname(2)`: the NIS domain name of the caller's UTS namespace. (Writing
 /// `/proc/sys/kernel/domainname` is refused inside a user namespace, whose root does not own
 /// that file.)

@@ -210,7 +210,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
             machine: results::machine(),
             // Under a userland, only the versions the scenarios found inside it are true.
             tools: match &userland {
-                None => tools_used(&catalog),
+                None => tools_used(&catalog, &tool_dirs),
                 Some(_) => reports
                     .iter()
                     .filter_map(|r| r.tool.as_ref())
@@ -380,14 +380,18 @@ fn guard_after(
     }
 }
 
-/// The tools the scenarios require, with their versions.
-fn tools_used(catalog: &Catalog) -> std::collections::BTreeMap<String, String> {
+/// The tools the scenarios require, with their versions: those the run uses, from the tool
+/// directories (`--tool-path`) first.
+fn tools_used(
+    catalog: &Catalog,
+    tool_dirs: &[std::path::PathBuf],
+) -> std::collections::BTreeMap<String, String> {
     let mut tools = catalog.commands();
     tools.insert("sh".to_string());
     tools
         .into_iter()
         .map(|tool| {
-            let version = results::tool_version(&tool);
+            let version = results::tool_version_with(tool_dirs, &tool);
             (tool, version)
         })
         .collect()

@@ -6,6 +6,8 @@
 //! minutes. Its progress goes to standard error as it comes. It runs in a process group of
 //! its own, so Ctrl-C reaches only nsconform, which then ends the whole group (SIGTERM, then
 //! SIGKILL after 5 s) and reports [`DebianError::Interrupted`]; the caller removes the tree.
+//! It also runs in PID and mount namespaces of its own that die with nsconform, so even a
+//! SIGKILLed build leaves no `debootstrap`, `dpkg` or mount behind (see [`contained`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,11 +98,37 @@ impl Interrupt {
 /// Where `debootstrap` is: on `PATH`, else in `/usr/sbin` or `/sbin` (not on an ordinary
 /// user's `PATH`).
 fn find_debootstrap() -> Option<PathBuf> {
+    find_program("debootstrap")
+}
+
+/// `name` on `PATH`, or in `/usr/sbin` or `/sbin`.
+fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join("debootstrap"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+/// The command that runs `debootstrap` so that nothing of it outlives this process, even
+/// when this process is SIGKILLed: `unshare --pid --fork --mount --kill-child=SIGKILL`, which
+/// itself dies with this process (`PR_SET_PDEATHSIG`). `debootstrap` is then PID 1 of a
+/// PID namespace of its own, so its death takes `dpkg` and everything else it started with
+/// it, and the `/proc` and `/sys` it mounts in the tree live in a mount namespace of its own,
+/// gone with them. Without `unshare(1)`, `debootstrap` itself still dies with this process.
+fn contained(debootstrap: &Path) -> Command {
+    let mut command = match find_program("unshare") {
+        Some(unshare) => {
+            let mut command = Command::new(unshare);
+            command
+                .args(["--pid", "--fork", "--mount", "--kill-child=SIGKILL", "--"])
+                .arg(debootstrap);
+            command
+        }
+        None => Command::new(debootstrap),
+    };
+    crate::sys::die_with_this_process(&mut command);
+    command
 }
 
 /// The last `lines` lines of `path`, or a note saying why there are none.
@@ -130,7 +158,7 @@ pub(crate) fn debootstrap(
         .as_fd()
         .try_clone_to_owned()
         .map_err(DebianError::Spawn)?;
-    let mut command = Command::new(program);
+    let mut command = contained(&program);
     command
         .arg("--variant=minbase")
         .arg(format!("--include={INCLUDE}"))
