@@ -32,8 +32,12 @@ struct Variant {
 
 /// Run every variant (in parallel) and collect the ones that did not fail as required.
 fn run_variants(variants: Vec<Variant>) -> Vec<String> {
-    // Inside the workspace, so a variant finds the repository's `fixtures/` ({{fixtures}}).
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Inside the repository (not the target directory, which may be anywhere), so a variant
+    // finds the repository's `fixtures/` above it ({{fixtures}}).
+    let dir = tempfile::Builder::new()
+        .prefix(".suite-properties-")
+        .tempdir_in(env!("CARGO_MANIFEST_DIR"))
+        .expect("tempdir");
     let runner = runner();
     let next = AtomicUsize::new(0);
     let problems = Mutex::new(Vec::new());
