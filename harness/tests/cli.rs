@@ -244,6 +244,11 @@ fn the_feature_table_gives_each_verdict_a_reason() {
             feature.is_some() && matches!(verdict, Some("yes" | "no")) && !reason.is_empty(),
             "row without a verdict and a reason: {row:?}"
         );
+        // A failure's own words come back from the throw-away process that tried it.
+        assert!(
+            !reason.contains("ended with"),
+            "a reason lost on the way: {row:?}"
+        );
     }
     assert!(stdout.contains("pidfd_open(self) succeeded"), "{stdout}");
 }

@@ -19,9 +19,20 @@ use crate::sys;
 /// How long one throw-away probe process may take before it is killed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Run `nsconform __probe FEATURE` and read its verdict (its exit status, and the reason on
-/// its stderr). The process is killed if it takes longer than [`PROBE_TIMEOUT`].
+/// Try `feature` in a throw-away process: a fork of this one when it is single-threaded (no
+/// exec, so a probe costs a fork, not a start of the binary), else `nsconform __probe
+/// FEATURE`. Either is killed if it takes longer than [`PROBE_TIMEOUT`].
 pub(super) fn probe_in_child(feature: Feature) -> Result<(), String> {
+    if matches!(sys::thread_count(), Ok(1)) {
+        in_forked_child(|| super::probe_here(feature))
+    } else {
+        probe_in_new_process(feature)
+    }
+}
+
+/// Run `nsconform __probe FEATURE` and read its verdict (its exit status, and the reason on
+/// its stderr).
+fn probe_in_new_process(feature: Feature) -> Result<(), String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the nsconform binary: {e}"))?;
     let mut child = Command::new(exe)
@@ -32,30 +43,21 @@ pub(super) fn probe_in_child(feature: Feature) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run the probe: {e}"))?;
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > PROBE_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the probe did not finish within {} s",
-                    PROBE_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(e) => return Err(format!("waiting for the probe: {e}")),
-        }
+    // Its reason, read as it comes and until it ends (a probe's children die with it).
+    let mut reason = Vec::new();
+    let ended = match child.stderr.take() {
+        Some(stderr) => read_until_end(std::os::fd::OwnedFd::from(stderr), &mut reason),
+        None => Ok(()),
     };
-    let mut reason = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut reason);
+    if let Err(e) = ended {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
     }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the probe: {e}"))?;
+    let reason = String::from_utf8_lossy(&reason);
     if status.success() {
         Ok(())
     } else {
@@ -68,8 +70,40 @@ pub(super) fn probe_in_child(feature: Feature) -> Result<(), String> {
     }
 }
 
+/// Read `pipe` into `buffer` until its end, for at most [`PROBE_TIMEOUT`].
+fn read_until_end(pipe: std::os::fd::OwnedFd, buffer: &mut Vec<u8>) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let mut file = std::fs::File::from(pipe);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "the probe did not finish within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ));
+        }
+        let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(failed("poll", e)),
+            Ok(_) => {}
+        }
+        let mut chunk = [0u8; 4096];
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_failed("read the probe's verdict", &e)),
+        }
+    }
+}
+
 /// Fork; run `body` in the child and return its verdict here (the reason comes back through
-/// a pipe). The child is sent `SIGKILL` if this process dies first.
+/// a pipe). The child is sent `SIGKILL` if this process dies first, or if it takes longer
+/// than [`PROBE_TIMEOUT`].
 pub(super) fn in_forked_child(body: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed("pipe2", e))?;
@@ -90,8 +124,12 @@ pub(super) fn in_forked_child(body: impl FnOnce() -> Result<(), String>) -> Resu
         }
         ForkResult::Parent { child } => {
             drop(write_end);
-            let mut reason = String::new();
-            let _ = std::fs::File::from(read_end).read_to_string(&mut reason);
+            let mut reason = Vec::new();
+            if let Err(e) = read_until_end(read_end, &mut reason) {
+                kill_and_reap(child);
+                return Err(e);
+            }
+            let reason = String::from_utf8_lossy(&reason).into_owned();
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, 0)) => Ok(()),
                 Ok(status) if reason.is_empty() => {

@@ -1,7 +1,8 @@
 //! Kernel and machine feature probes: "can this machine do X?", answered by trying X.
 //!
-//! Each probe that makes anything runs in a throw-away process (`nsconform __probe FEATURE`)
-//! which first moves into namespaces of its own, so whatever the probe creates (a mount, a
+//! Each probe that makes anything runs in a throw-away process (a fork of this process when
+//! it is single-threaded, else `nsconform __probe FEATURE`) which first moves into
+//! namespaces of its own, so whatever the probe creates (a mount, a
 //! link, a namespace) goes away when that process exits: probes never add links or mounts to
 //! the machine and never write sysctls. Only the plain look-ups (is cgroup v1 or v2 mounted?)
 //! run in the asking process.
