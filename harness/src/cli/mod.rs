@@ -103,14 +103,20 @@ enum Commands {
 fn supervise(cold: Option<(&std::path::Path, &str)>) -> i32 {
     // Whatever mask the invoker had, scenarios start from the same state.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-    let supervised = match cold {
-        Some((path, name)) => crate::supervisor::supervise(path, name),
-        None => match crate::supervisor::serve_warm() {
-            Some(supervised) => supervised,
-            None => return 0,
-        },
-    };
-    supervised_output(supervised)
+    match cold {
+        Some((path, name)) => supervised_output(crate::supervisor::supervise(path, name)),
+        None => {
+            // A warm supervisor serves scenario after scenario, each in a new stand-in host
+            // made after the last one's cleanup, until its input ends.
+            let mut code = 0;
+            let mut first = true;
+            while let Some(supervised) = crate::supervisor::serve_warm(first) {
+                code = code.max(supervised_output(supervised));
+                first = false;
+            }
+            code
+        }
+    }
 }
 
 /// A supervisor's two lines: its report, as soon as the scenario is over, then the verdict of
@@ -120,7 +126,8 @@ fn supervised_output(supervised: crate::supervisor::Supervised) -> i32 {
     if let Ok(json) = &report {
         emit(&format!("{json}\n"));
     }
-    let verdict = supervised.cleanup.run();
+    let mut held = Vec::new();
+    let verdict = supervised.cleanup.run(&mut held);
     if let Err(leak) = &verdict {
         eprintln!("nsconform: cleanup failed: {leak}");
     }
@@ -130,6 +137,7 @@ fn supervised_output(supervised: crate::supervisor::Supervised) -> i32 {
     match (report, serde_json::to_string(&line)) {
         (Ok(_), Ok(json)) => {
             emit(&format!("{json}\n"));
+            drop(held);
             0
         }
         (Err(err), _) | (_, Err(err)) => {

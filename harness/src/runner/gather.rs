@@ -51,7 +51,8 @@ pub(super) fn gather(
     let out = supervisor.stdout.as_ref().map(AsFd::as_fd);
     let err = supervisor.stderr.as_ref().map(AsFd::as_fd);
     let mut open = [out.is_some(), err.is_some()];
-    loop {
+    // The lines may be there already: read by an earlier wait's last look at the pipes.
+    while gathered.lines() < lines {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             gathered.overdue = true;
@@ -105,13 +106,16 @@ pub(super) fn gather(
         }
     }
     // What is already there and no more: the supervisor wrote its log before its report.
+    // The streams are blocking again afterwards: a warm supervisor serves another scenario
+    // on them, and a wait that read nothing from a non-blocking one would take it for ended.
     for (fd, buffer) in [(out, &mut gathered.out), (err, &mut gathered.log)] {
         if let Some(fd) = fd {
-            let nonblocking = fcntl(fd, FcntlArg::F_GETFL)
-                .map(OFlag::from_bits_retain)
-                .and_then(|flags| fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)));
-            if nonblocking.is_ok() {
+            let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL).map(OFlag::from_bits_retain) else {
+                continue;
+            };
+            if fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).is_ok() {
                 while read_once(fd, buffer) {}
+                let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
             }
         }
     }
@@ -152,6 +156,28 @@ mod tests {
                 .spawn()
                 .expect("sh runs"),
         )
+    }
+
+    /// A warm supervisor lives on after its lines: lines an earlier wait already read are
+    /// not waited for again.
+    #[test]
+    fn lines_read_already_are_not_waited_for() {
+        let mut child = spawn("exec sleep 30");
+        let mut gathered = Gathered {
+            out: b"{\"report\":1}\n{\"cleanup\":null}\n".to_vec(),
+            ..Gathered::default()
+        };
+        let started = Instant::now();
+        gather(
+            &child,
+            Instant::now() + Duration::from_secs(30),
+            2,
+            &mut gathered,
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "it waited");
+        assert!(!gathered.overdue);
+        child.kill();
+        child.wait();
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub(super) fn start_supervisor(
     // A warm supervisor that died while waiting takes no scenario: start another.
     let mut warm = pool.take();
     let told = warm.as_mut().is_some_and(|w| tell(w, &line).is_ok());
-    let mut supervisor = match warm {
+    let supervisor = match warm {
         Some(warm) if told => warm,
         stale => {
             if let Some(mut stale) = stale {
@@ -51,11 +51,13 @@ pub(super) fn start_supervisor(
             fresh
         }
     };
-    drop(supervisor.stdin.take());
+    // Its input stays open: after this scenario it makes a new stand-in host and waits for
+    // another (see `WarmPool::recycle`).
     // As in `WarmStandIn::announce`: the supervisor just woken may be queued behind this
     // thread, which has the next supervisor to start; it goes first.
     let _ = nix::sched::sched_yield();
-    if pool.claim() {
+    // A new one only when none waits: those that ran a scenario come back.
+    if pool.none_waiting() && pool.claim() {
         // A failure here only means the next scenario starts cold.
         if let Ok(next) = start_ahead(runner, pool) {
             pool.put(next);

@@ -110,9 +110,10 @@ impl<'r> Flight<'r> {
         };
         if let Some(mut child) = self.child.take() {
             let pid = child.id();
-            // It printed its last line: its exit need not be waited for here.
+            // It printed its last line: a warm one serves another scenario, a cold one
+            // exits, which need not be waited for here.
             match &self.runner.warm {
-                Some(pool) => pool.reap_later(child),
+                Some(pool) => pool.recycle(child),
                 None => {
                     child.wait();
                 }

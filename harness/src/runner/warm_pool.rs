@@ -4,12 +4,16 @@
 //! (`fork_server.rs`), exec'd once, which forks them; without one (it could not start), they
 //! are exec'd (`__supervise --warm`).
 //!
+//! A supervisor that has run a scenario comes back ([`WarmPool::recycle`]): it makes a new
+//! stand-in host itself and waits for another scenario, so a thread forks a new one only
+//! when none is waiting.
+//!
 //! Supervisors and servers are kept for the thread that started them: a death signal
 //! (`PR_SET_PDEATHSIG`) follows that thread, so a warm supervisor whose thread ends cleans
 //! up and exits instead of waiting for a scenario that will not come.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -21,7 +25,8 @@ use crate::fork_server::{ForkServer, Forked};
 /// The warm supervisors of one run.
 #[derive(Debug)]
 pub(crate) struct WarmPool {
-    ready: Mutex<HashMap<ThreadId, Supervisor>>,
+    /// Each thread's warm supervisors, the one that has waited longest first.
+    ready: Mutex<HashMap<ThreadId, VecDeque<Supervisor>>>,
     /// Supervisors that printed their last line and are exiting, to reap.
     exiting: Mutex<Vec<Supervisor>>,
     /// Each thread's fork server.
@@ -45,22 +50,38 @@ impl WarmPool {
         }
     }
 
-    /// The warm supervisor this thread started, if any.
+    /// The warm supervisor of this thread that has waited longest, if any.
     pub(crate) fn take(&self) -> Option<Supervisor> {
         let id = std::thread::current().id();
-        self.ready.lock().ok()?.remove(&id)
+        self.ready.lock().ok()?.get_mut(&id)?.pop_front()
     }
 
-    /// Keep `supervisor` for this thread's next scenario.
+    /// Whether this thread has no warm supervisor waiting.
+    pub(crate) fn none_waiting(&self) -> bool {
+        let id = std::thread::current().id();
+        self.ready
+            .lock()
+            .map_or(true, |ready| ready.get(&id).is_none_or(VecDeque::is_empty))
+    }
+
+    /// Keep `supervisor` for one of this thread's next scenarios.
     pub(crate) fn put(&self, supervisor: Supervisor) {
         let id = std::thread::current().id();
         match self.ready.lock() {
-            Ok(mut ready) => {
-                if let Some(old) = ready.insert(id, supervisor) {
-                    end(old);
-                }
-            }
+            Ok(mut ready) => ready.entry(id).or_default().push_back(supervisor),
             Err(_) => end(supervisor),
+        }
+    }
+
+    /// Take back `supervisor`, which printed its last line for a scenario and now makes a new
+    /// stand-in host for another: kept when the run needs one more, else told to end (at
+    /// the end of its input) and reaped later.
+    pub(crate) fn recycle(&self, mut supervisor: Supervisor) {
+        if supervisor.stdin.is_some() && self.claim() {
+            self.put(supervisor);
+        } else {
+            drop(supervisor.stdin.take());
+            self.reap_later(supervisor);
         }
     }
 
@@ -129,7 +150,7 @@ impl WarmPool {
     /// them, and then end the fork servers.
     pub(crate) fn shutdown(&self) {
         let supervisors: Vec<Supervisor> = match self.ready.lock() {
-            Ok(mut ready) => ready.drain().map(|(_, s)| s).collect(),
+            Ok(mut ready) => ready.drain().flat_map(|(_, queue)| queue).collect(),
             Err(_) => Vec::new(),
         };
         // Close every input first, so they clean up in parallel.

@@ -28,8 +28,10 @@ pub(super) struct Ran {
 }
 
 impl Cleanup {
-    /// End and remove everything; what is left behind, if anything, as the error.
-    pub(crate) fn run(self) -> Result<(), String> {
+    /// End and remove everything; what is left behind, if anything, as the error. The
+    /// stand-in's namespaces go to `held`: the caller closes them after its last line, so
+    /// their teardown is off the path of the runner, which reads that line.
+    pub(crate) fn run(self, held: &mut Vec<std::os::fd::OwnedFd>) -> Result<(), String> {
         let unused = self.unused.map_or(Ok(()), WarmStandIn::end);
         let Some(ran) = self.ran else {
             return unused;
@@ -46,9 +48,7 @@ impl Cleanup {
             .and(leftovers)
             .and(ran.containment.destroy())
             .and(unused);
-        // Closed when this process exits, after its last line: their teardown is off the
-        // path of the runner, which reads that line.
-        std::mem::forget(ran.namespaces);
+        held.extend(ran.namespaces);
         crate::phase_log::mark("supervisor: cleaned up");
         cleanup
     }

@@ -6,7 +6,9 @@
 //! The runner starts supervisors warm (`__supervise --warm`): such a supervisor makes its
 //! stand-in host before it knows its scenario, then reads the scenario from standard input.
 //! The runner starts the next one while the current scenario runs, so the exec, the
-//! namespaces and most mounts are off the scenario's critical path.
+//! namespaces and most mounts are off the scenario's critical path. After its cleanup's
+//! verdict, a warm supervisor makes a new stand-in host and reads another scenario, until
+//! its input ends.
 
 mod cleanup;
 mod interrupts;
@@ -141,8 +143,13 @@ pub(crate) fn supervise(path: &Path, name: &str) -> Supervised {
 
 /// A warm supervisor: make a stand-in host, then run the scenario the runner names on
 /// standard input. `None` (and nothing left behind) when the input ends or a signal comes
-/// first.
-pub(crate) fn serve_warm() -> Option<Supervised> {
+/// first. `first`: this process has not served a scenario yet, so it warms up its code
+/// first (a later one has it paged in), and it is in the scheduling the runner started it
+/// in; a later one goes to the background itself (as root) until the runner tells it.
+pub(crate) fn serve_warm(first: bool) -> Option<Supervised> {
+    if !first {
+        let _ = step_aside();
+    }
     let machine = MachineFacts::read();
     let Ok(session) = Session::begin() else {
         // The cold path tries again, and reports why it cannot.
@@ -150,7 +157,9 @@ pub(crate) fn serve_warm() -> Option<Supervised> {
         return Some(supervise(&assignment.path, &assignment.name));
     };
     let mut warm = WarmStandIn::start(&session.interrupts, &machine).ok();
-    warm_up();
+    if first {
+        warm_up();
+    }
     crate::phase_log::mark("supervisor: stand-in forked");
     let Some(assignment) = read_assignment(Some(&session.interrupts)) else {
         if let Some(warm) = warm {
