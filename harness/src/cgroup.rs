@@ -63,6 +63,15 @@ impl ScenarioCgroup {
         Some(cgroup)
     }
 
+    /// The cgroup a supervisor with PID `pid`, started from this process's cgroup, made and
+    /// left (it was killed), if there is one.
+    pub(crate) fn left_by(pid: u32) -> Option<ScenarioCgroup> {
+        let dir = cgroup2_mount()?
+            .join(own_cgroup()?.trim_start_matches('/'))
+            .join(format!("nsconform-{pid}"));
+        dir.is_dir().then_some(ScenarioCgroup { dir, handle: None })
+    }
+
     /// The cgroup's directory (as the machine sees it).
     pub(crate) fn dir(&self) -> &Path {
         &self.dir

@@ -89,6 +89,17 @@ impl Containment {
         self.pids.as_ref().map_or(Ok(()), |pids| pids.set_max(max))
     }
 
+    /// Remove what a supervisor with PID `pid` (started by this process, in its cgroup)
+    /// left when it was killed before its cleanup: the processes in its cgroups, and them.
+    pub(crate) fn remove_left_by(pid: u32) -> Result<(), String> {
+        Containment {
+            cgroup: ScenarioCgroup::left_by(pid),
+            pids: PidsLimit::left_by(pid),
+            born_inside: false,
+        }
+        .destroy()
+    }
+
     /// Kill whatever is left in them and remove them.
     pub(crate) fn destroy(self) -> Result<(), String> {
         let capped = self.pids.map(PidsLimit::destroy).unwrap_or(Ok(()));

@@ -64,6 +64,13 @@ impl PidsLimit {
         }
     }
 
+    /// The v1 cap a supervisor with PID `pid`, started from this process's cgroup, made and
+    /// left (it was killed), if there is one.
+    pub(crate) fn left_by(pid: u32) -> Option<PidsLimit> {
+        let dir = v1_pids_cgroup()?.join(format!("nsconform-{pid}"));
+        dir.is_dir().then_some(PidsLimit::V1 { dir })
+    }
+
     /// Put the calling thread under the cap (for `V1`; under `V2` the scenario's cgroup is
     /// the cap). Call it single-threaded, where the thread is the whole process: moving one
     /// thread (`tasks`) skips the kernel's global migration lock, which moving a process

@@ -145,10 +145,18 @@ impl<'r> Flight<'r> {
             child.kill();
         }
         let status = child.wait();
+        // A supervisor killed (or dead) before its cleanup leaves its scenario's cgroups,
+        // and maybe processes in them: they go now, and would otherwise be taken for a leak
+        // when the PID comes back.
+        let leftovers = crate::containment::Containment::remove_left_by(child.id());
         if self.tracked {
             ended_fn(child.id());
         }
         let log = String::from_utf8_lossy(&self.gathered.log);
+        let log = match leftovers {
+            Ok(()) => log.into_owned(),
+            Err(leak) => format!("{log}cleanup of what it left failed: {leak}\n"),
+        };
         let reason = if self.gathered.overdue {
             format!(
                 "the supervisor did not end within {} s and was killed\n{log}",
