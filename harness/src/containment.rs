@@ -107,3 +107,36 @@ impl Containment {
         own.and(capped)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Containment;
+
+    /// What a supervisor killed before its cleanup leaves (its cgroups, named for its PID)
+    /// is found from its PID and removed. Needs root and cgroups; else there is nothing to
+    /// check.
+    #[test]
+    fn what_a_killed_supervisor_left_is_removed() {
+        // A PID no process has: above the default pid_max of this machine's range in use.
+        let pid = 4_194_301;
+        let Some(made) = crate::cgroup::cgroup2_mount()
+            .zip(crate::cgroup::own_cgroup())
+            .map(|(mount, own)| {
+                mount
+                    .join(own.trim_start_matches('/'))
+                    .join(format!("nsconform-{pid}"))
+            })
+            .filter(|dir| std::fs::create_dir_all(dir.join("child")).is_ok())
+        else {
+            return;
+        };
+        assert!(crate::cgroup::ScenarioCgroup::left_by(pid).is_some());
+        assert_eq!(Containment::remove_left_by(pid), Ok(()));
+        assert!(!made.exists(), "{} is left", made.display());
+        assert_eq!(
+            Containment::remove_left_by(pid),
+            Ok(()),
+            "nothing left: nothing to do"
+        );
+    }
+}
