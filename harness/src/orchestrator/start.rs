@@ -25,6 +25,14 @@ impl Orchestrator<'_> {
         if self.actors.contains_key(name) {
             return Ok(());
         }
+        let launched = self.launch(name)?;
+        self.await_ready(name, launched)
+    }
+
+    /// Start `name` (and first, to the end, what it depends on) without waiting for it to
+    /// be ready: a request sent on [`Launched::control`] meanwhile waits in its socket
+    /// until it is (its setup reads nothing there).
+    pub(super) fn launch(&mut self, name: &str) -> Result<Launched, StartError> {
         let default = Actor::default();
         let def = if name == HOST_ACTOR {
             &default
@@ -87,7 +95,16 @@ impl Orchestrator<'_> {
             };
             forked = Some(spawned.map_err(StartError::Other)?.as_raw());
         }
-        match protocol::recv::<Reply>(&ours) {
+        Ok(Launched {
+            control: ours,
+            forked,
+        })
+    }
+
+    /// Wait until `launched`, the actor `name`, reports that it is ready (or why not).
+    pub(super) fn await_ready(&mut self, name: &str, launched: Launched) -> Result<(), StartError> {
+        let Launched { control, forked } = launched;
+        match protocol::recv::<Reply>(&control) {
             Ok(Some(protocol::Received {
                 message: Reply::Ready,
                 sender_pid: Some(pid),
@@ -97,7 +114,7 @@ impl Orchestrator<'_> {
                     name.to_string(),
                     LiveActor {
                         pid,
-                        control: ours,
+                        control,
                         fork_parent: forked.filter(|f| *f != pid),
                     },
                 );
@@ -121,6 +138,14 @@ impl Orchestrator<'_> {
             ))),
         }
     }
+}
+
+/// An actor started and not known to be ready yet.
+pub(super) struct Launched {
+    /// The orchestrator's end of its control socket.
+    pub(super) control: std::os::fd::OwnedFd,
+    /// The process the orchestrator forked for it, if it did.
+    forked: Option<i32>,
 }
 
 /// Why an actor did not start.
