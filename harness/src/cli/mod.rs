@@ -111,7 +111,11 @@ fn supervise(cold: Option<(&std::path::Path, &str)>) -> i32 {
             let mut code = 0;
             let mut first = true;
             while let Some(supervised) = crate::supervisor::serve_warm(first) {
+                let last = supervised.last;
                 code = code.max(supervised_output(supervised));
+                if last {
+                    break;
+                }
                 first = false;
             }
             code

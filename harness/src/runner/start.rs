@@ -27,16 +27,24 @@ pub(super) fn start_supervisor(
             .spawn()
             .map(Supervisor::from_child);
     };
-    let assignment = Assignment {
-        name: file.name.clone(),
-        path: file.path.clone(),
-        ready: runner.ready.contains(&file.path),
+    // Told when it is handed over, as the runner's needs are known then.
+    let line = || -> std::io::Result<Vec<u8>> {
+        let assignment = Assignment {
+            name: file.name.clone(),
+            path: file.path.clone(),
+            ready: runner.ready.contains(&file.path),
+            last: pool.none_left(),
+        };
+        let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        Ok(line)
     };
-    let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
-    line.push(b'\n');
     // A warm supervisor that died while waiting takes no scenario: start another.
     let mut warm = pool.take();
-    let told = warm.as_mut().is_some_and(|w| tell(w, &line).is_ok());
+    let told = match warm.as_mut() {
+        Some(warm) => tell(warm, &line()?).is_ok(),
+        None => false,
+    };
     let supervisor = match warm {
         Some(warm) if told => warm,
         stale => {
@@ -47,7 +55,7 @@ pub(super) fn start_supervisor(
             }
             pool.claim();
             let mut fresh = exec_warm(runner)?;
-            tell(&mut fresh, &line)?;
+            tell(&mut fresh, &line()?)?;
             fresh
         }
     };

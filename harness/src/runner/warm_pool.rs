@@ -136,6 +136,14 @@ impl WarmPool {
         }
     }
 
+    /// Whether the run needs no more supervisors than those it has (none can be claimed):
+    /// one told its scenario now will not be taken back.
+    pub(crate) fn none_left(&self) -> bool {
+        self.unclaimed
+            .as_ref()
+            .is_some_and(|left| left.load(Ordering::SeqCst) == 0)
+    }
+
     /// Count one more supervisor started; false when the run needs no more.
     pub(crate) fn claim(&self) -> bool {
         match &self.unclaimed {
@@ -201,6 +209,18 @@ mod tests {
         assert!(pool.claim());
         assert!(!pool.claim());
         assert!(!pool.claim());
+    }
+
+    #[test]
+    fn none_is_left_once_every_expected_supervisor_is_claimed() {
+        let pool = WarmPool::new(Some(1));
+        assert!(!pool.none_left());
+        assert!(pool.claim());
+        assert!(pool.none_left());
+        assert!(
+            !WarmPool::new(None).none_left(),
+            "an unknown count never ends"
+        );
     }
 
     #[test]

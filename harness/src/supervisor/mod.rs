@@ -116,6 +116,10 @@ pub(crate) struct Assignment {
     /// may run it as soon as it has loaded it. Default false: checked here first.
     #[serde(default)]
     pub(crate) ready: bool,
+    /// The run needs no further scenario from this supervisor: it exits after this one
+    /// rather than make another stand-in host. Default false.
+    #[serde(default)]
+    pub(crate) last: bool,
 }
 
 /// The second line a supervisor prints, after its report: whether everything the scenario
@@ -133,6 +137,8 @@ pub(crate) struct Supervised {
     /// Ending its processes and removing its cgroups: the runner reads the report first, so
     /// it can give a warm supervisor the next scenario meanwhile.
     pub(crate) cleanup: Cleanup,
+    /// The runner needs no other scenario from this supervisor ([`Assignment::last`]).
+    pub(crate) last: bool,
 }
 
 /// Run the scenario at `path` named `name` and report what happened.
@@ -182,11 +188,9 @@ pub(crate) fn serve_warm(first: bool) -> Option<Supervised> {
         ready: assignment.ready && warm.is_some(),
         warm,
     };
-    Some(supervise_with(
-        &assignment.path,
-        &assignment.name,
-        Some(prepared),
-    ))
+    let mut supervised = supervise_with(&assignment.path, &assignment.name, Some(prepared));
+    supervised.last = assignment.last;
+    Some(supervised)
 }
 
 /// The assignment on standard input; `None` at end of input, on garbage, or on a signal.
@@ -306,7 +310,11 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     crate::phase_log::mark("supervisor: report ready");
-    Supervised { report, cleanup }
+    Supervised {
+        report,
+        cleanup,
+        last: false,
+    }
 }
 
 /// Go to the background (nice 19), as root only (a user could not come back); whether it
