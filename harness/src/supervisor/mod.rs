@@ -1,7 +1,8 @@
-//! The supervisor: the freshly exec'd, single-threaded process (`nsconform __supervise`)
-//! that owns one scenario run. It loads the scenario, checks its requirements, makes the
-//! scenario's cgroups, forks the orchestrator into the stand-in host's new namespaces,
-//! enforces the timeout, and leaves nothing behind. It prints one JSON report.
+//! The supervisor: the single-threaded process (`nsconform __supervise`) that owns a
+//! scenario run. It loads the scenario, checks its requirements, makes the scenario's
+//! cgroups, forks the orchestrator into the stand-in host's new namespaces, enforces the
+//! timeout, and leaves nothing behind. It prints two JSON lines per scenario: the report,
+//! then the verdict of its cleanup.
 //!
 //! The runner starts supervisors warm (`__supervise --warm`): such a supervisor makes its
 //! stand-in host before it knows its scenario, then reads the scenario from standard input.
