@@ -199,9 +199,7 @@ pub(crate) fn serve(child_main: &dyn Fn() -> i32) -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     // A thread waits for each fork: on a loaded machine, a server in the background (as its
     // thread may have been when it started it) would be starved, and the thread with it.
-    if sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s == Some(Scheduling::Background)) {
-        let _ = sys::set_scheduling(Pid::from_raw(0), Scheduling::Normal);
-    }
+    let _ = sys::bring_back(Pid::from_raw(0));
     let mut children: Vec<Pid> = Vec::new();
     let mut serving = true;
     loop {
@@ -294,10 +292,10 @@ fn become_child(streams: [OwnedFd; 3], background: bool, child_main: &dyn Fn() -
     drop((stdin, stdout, stderr));
     let _ = signals().thread_unblock();
     let this = Pid::from_raw(0);
-    if !background {
+    if background {
+        let _ = sys::step_aside(this, Scheduling::Background);
+    } else {
         let _ = sys::bring_back(this);
-    } else if sys::scheduling_of(this).is_ok_and(|s| s == Some(Scheduling::Normal)) {
-        let _ = sys::set_scheduling(this, Scheduling::Background);
     }
     child_main()
 }

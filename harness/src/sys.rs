@@ -179,6 +179,15 @@ pub(crate) fn bring_back(pid: Pid) -> nix::Result<()> {
     }
 }
 
+/// Put process or thread `pid` (0: the calling thread) in `to` for a while, when it is in
+/// the normal scheduling and this process is root: only root can come back ([`bring_back`]),
+/// and any other scheduling is the user's choice, left alone. Whether it did.
+pub(crate) fn step_aside(pid: Pid, to: Scheduling) -> bool {
+    nix::unistd::geteuid().is_root()
+        && scheduling_of(pid).is_ok_and(|s| s == Some(Scheduling::Normal))
+        && set_scheduling(pid, to).is_ok()
+}
+
 /// Set the scheduling of process or thread `pid` (0: the calling thread). Coming back to
 /// `Normal` needs `CAP_SYS_NICE` (or a high enough `RLIMIT_NICE`).
 pub(crate) fn set_scheduling(pid: Pid, scheduling: Scheduling) -> nix::Result<()> {

@@ -101,7 +101,7 @@ pub(super) fn gather(
                 }
             }
         }
-        if exited || gathered.lines() >= lines {
+        if exited {
             break;
         }
     }

@@ -82,14 +82,10 @@ pub(super) fn start_supervisor(
 /// [`tell`] brings it back to normal with its scenario. (A fork server started meanwhile
 /// goes back to normal itself.)
 fn start_ahead(runner: &Runner, pool: &WarmPool) -> std::io::Result<Supervisor> {
-    use crate::sys::{scheduling_of, set_scheduling, Scheduling};
+    use crate::sys::{set_scheduling, step_aside, Scheduling};
     let this_thread = nix::unistd::Pid::from_raw(0);
-    let normal = scheduling_of(this_thread).is_ok_and(|s| s == Some(Scheduling::Normal));
-    let background = normal && nix::unistd::geteuid().is_root();
     // What this thread starts now inherits its policy, through an exec too.
-    if background {
-        let _ = set_scheduling(this_thread, Scheduling::Background);
-    }
+    let background = step_aside(this_thread, Scheduling::Background);
     let server = || {
         let mut command = runner.command();
         command.args(["__supervise", "--server"]);

@@ -37,6 +37,7 @@ use crate::report::{Outcome, ScenarioReport, StepRecord, ToolUnderTest};
 use crate::scenario::model::HostMode;
 use crate::scenario::{load_file, LoadError, LoadedScenario};
 use crate::standin::MachineFacts;
+use crate::sys::Scheduling;
 use crate::{probe, requires};
 
 /// A scenario's time limit when it does not set one.
@@ -155,7 +156,7 @@ pub(crate) fn supervise(path: &Path, name: &str) -> Supervised {
 /// in; a later one goes to the background itself (as root) until the runner tells it.
 pub(crate) fn serve_warm(first: bool) -> Option<Supervised> {
     if !first {
-        let _ = step_aside();
+        let _ = crate::sys::step_aside(nix::unistd::Pid::from_raw(0), Scheduling::Background);
     }
     let machine = MachineFacts::read();
     let Ok(session) = Session::begin() else {
@@ -262,7 +263,8 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
     // The orchestrator of a ready scenario runs it already: loading this process's own copy
     // (for the time limit and the report) is off the scenario's critical path, so it gives
     // way to the scenario's processes until it watches them (see `run`).
-    let stepped_aside = prepared.as_ref().is_some_and(|p| p.ready) && step_aside();
+    let ready = prepared.as_ref().is_some_and(|p| p.ready);
+    let mut aside = Aside::step(ready);
     let mut report = ScenarioReport::new(name, path.display().to_string(), Outcome::Passed);
     let mut cleanup = Cleanup::default();
     report.outcome = match load_file(path) {
@@ -284,8 +286,7 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
         Ok(loaded) => {
             crate::phase_log::mark("supervisor: scenario loaded");
             report.snapshot = loaded.scenario.snapshot;
-            let checked_ahead = prepared.as_ref().is_some_and(|p| p.ready);
-            let checked = match checked_ahead {
+            let checked = match ready {
                 true => Ok(()),
                 false => requires::check(&loaded.scenario, &mut probe::Cache::from_env()),
             };
@@ -297,7 +298,7 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
                     &mut report.tool,
                     prepared.take(),
                     &mut cleanup,
-                    stepped_aside,
+                    &mut aside,
                 ),
             }
         }
@@ -305,10 +306,8 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
     if let Some(warm) = prepared.and_then(|p| p.warm) {
         cleanup.unused = Some(warm);
     }
-    if stepped_aside {
-        // Back (once more, at no cost when it is already) for what follows on every path.
-        come_back();
-    }
+    // Back for what follows, on the paths that did not reach the watch.
+    aside.come_back();
     report.duration_ms = started.elapsed().as_millis() as u64;
     crate::phase_log::mark("supervisor: report ready");
     Supervised {
@@ -318,20 +317,25 @@ fn supervise_with(path: &Path, name: &str, mut prepared: Option<Prepared>) -> Su
     }
 }
 
-/// Go to the background (nice 19), as root only (a user could not come back); whether it
-/// did.
-fn step_aside() -> bool {
-    use crate::sys::{scheduling_of, set_scheduling, Scheduling};
-    let this = nix::unistd::Pid::from_raw(0);
-    nix::unistd::geteuid().is_root()
-        && scheduling_of(this).is_ok_and(|s| s == Some(Scheduling::Normal))
-        && set_scheduling(this, Scheduling::Background).is_ok()
-}
+/// The supervisor in the background (nice 19) while the work it does is off the scenario's
+/// path, as root only (see [`crate::sys::step_aside`]).
+struct Aside(bool);
 
-/// Back from [`step_aside`] to the normal scheduling.
-fn come_back() {
-    if let Err(e) = crate::sys::bring_back(nix::unistd::Pid::from_raw(0)) {
-        eprintln!("nsconform: the supervisor's scheduling: {e}");
+impl Aside {
+    /// Go to the background when `wanted`.
+    fn step(wanted: bool) -> Aside {
+        Aside(
+            wanted && crate::sys::step_aside(nix::unistd::Pid::from_raw(0), Scheduling::Background),
+        )
+    }
+
+    /// Back to the normal scheduling, if it went.
+    fn come_back(&mut self) {
+        if std::mem::take(&mut self.0) {
+            if let Err(e) = crate::sys::bring_back(nix::unistd::Pid::from_raw(0)) {
+                eprintln!("nsconform: the supervisor's scheduling: {e}");
+            }
+        }
     }
 }
 
@@ -341,7 +345,7 @@ fn run(
     tool: &mut Option<ToolUnderTest>,
     prepared: Option<Prepared>,
     cleanup: &mut Cleanup,
-    stepped_aside: bool,
+    aside: &mut Aside,
 ) -> Outcome {
     let (session, machine, warm, ready) = match prepared {
         Some(Prepared {
@@ -381,9 +385,7 @@ fn run(
         .max_processes
         .unwrap_or(crate::pids_limit::DEFAULT_MAX_PROCESSES);
     crate::phase_log::mark("supervisor: requirements checked");
-    if stepped_aside {
-        come_back();
-    }
+    aside.come_back();
     let started = match (mode, warm) {
         (HostMode::StandIn, Some(warm)) => warm.go(max_processes),
         (_, warm) => {

@@ -270,18 +270,13 @@ pub(super) fn end_of(
     interrupts: &Interrupts,
     grace: Duration,
 ) -> Result<(), String> {
-    use crate::sys::{set_scheduling, Scheduling};
+    use crate::sys::{set_scheduling, step_aside, Scheduling};
     let started = Instant::now();
     let deadline = started + grace;
     let ending = [Pid::from_raw(0), orchestrator];
-    // Only root can come back from SCHED_IDLE; any other scheduling than the usual one is the
-    // user's choice, left alone.
-    let mut idle = nix::unistd::geteuid().is_root()
-        && crate::sys::scheduling_of(Pid::from_raw(0)).is_ok_and(|s| s == Some(Scheduling::Normal));
+    let mut idle = step_aside(Pid::from_raw(0), Scheduling::Idle);
     if idle {
-        for process in ending {
-            let _ = set_scheduling(process, Scheduling::Idle);
-        }
+        let _ = set_scheduling(orchestrator, Scheduling::Idle);
     }
     let mut late = false;
     if let Ok(pidfd) = crate::sys::pidfd_open(orchestrator) {
