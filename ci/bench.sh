@@ -15,7 +15,9 @@
 # the command's start to its exit) against the bare boot of the same kernel with the same
 # QEMU settings and initramfs (`nsconform vm --boot-only`: QEMU's start to its exit).
 # Every figure is the best of $ROUNDS rounds (default 3; $VM_ROUNDS, default 2, for VMs).
-# $PARTS picks what to measure (default "scenarios suite vm").
+# $PARTS picks what to measure (default "scenarios suite vm"). $BIN measures that build of
+# `nsconform` instead of building this tree's (to compare two builds, alternate them: this
+# machine's speed drifts).
 #
 # Usage: ci/bench.sh [N]   (default 30)
 set -euo pipefail
@@ -25,8 +27,12 @@ rounds="${ROUNDS:-3}"
 parts=" ${PARTS:-scenarios suite vm} "
 wanted() { [[ "$parts" == *" $1 "* ]]; }
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet --bin nsconform
-bin="$target/release/nsconform"
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --quiet --bin nsconform
+  bin="$target/release/nsconform"
+fi
 floor="$target/release/floor"
 cc -O2 -Wall -o "$floor" ci/bench/floor.c
 work=$(mktemp -d /var/tmp/nsconform-bench.XXXXXX)

@@ -11,6 +11,16 @@
 #
 # Usage: ci/phases.sh LOG   (write LOG outside /tmp: the stand-in host has its own /tmp)
 set -eu
+held='runner: scenario started
+supervisor: go received
+agent: request received
+agent: command started
+agent: command ended
+agent: reply sent
+orchestrator: steps done
+supervisor: events ended
+supervisor: report ready
+runner: report read'
 chain='runner: scenario started
 supervisor: scenario received
 orchestrator: told
@@ -27,6 +37,7 @@ orchestrator: steps done
 supervisor: events ended
 supervisor: report ready
 runner: report read'
+[ "${HELD:-}" = 1 ] && chain=$held
 sort -n -k1,1 "$1" |
   awk -v chain="$chain" '
     BEGIN { n = split(chain, phase, "\n") }

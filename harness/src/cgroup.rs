@@ -15,6 +15,32 @@ pub(crate) struct ScenarioCgroup {
     handle: Option<std::os::fd::OwnedFd>,
 }
 
+/// Where a process makes its scenarios' cgroups: under its own cgroup, in the v2 hierarchy
+/// and in a mounted v1 `pids` one. A supervisor reads them once (it never moves, nor
+/// changes its mount namespace), rather than read `mountinfo` for every scenario.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CgroupHomes {
+    /// This process's cgroup v2 directory, when cgroup v2 is mounted.
+    pub(crate) v2: Option<PathBuf>,
+    /// This process's cgroup in a mounted v1 `pids` hierarchy, if there is one.
+    pub(crate) v1_pids: Option<PathBuf>,
+}
+
+impl CgroupHomes {
+    /// Read them for this process.
+    pub(crate) fn of_this_process() -> CgroupHomes {
+        CgroupHomes {
+            v2: own_v2_dir(),
+            v1_pids: crate::pids_limit::v1_pids_cgroup(),
+        }
+    }
+}
+
+/// This process's cgroup v2 directory.
+fn own_v2_dir() -> Option<PathBuf> {
+    Some(cgroup2_mount()?.join(own_cgroup()?.trim_start_matches('/')))
+}
+
 /// Where cgroup v2 is mounted, from `/proc/self/mountinfo`.
 pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -33,14 +59,10 @@ pub(crate) fn own_cgroup() -> Option<String> {
 }
 
 impl ScenarioCgroup {
-    /// Make `nsconform-<pid>` under this process's cgroup (this process stays where it is).
-    /// `None` when cgroup v2 is absent or the new cgroup would not be writable here.
-    pub(crate) fn create() -> Option<ScenarioCgroup> {
-        let mount = cgroup2_mount()?;
-        let own = own_cgroup()?;
-        let dir = mount
-            .join(own.trim_start_matches('/'))
-            .join(format!("nsconform-{}", std::process::id()));
+    /// Make `nsconform-<pid>` under `home`, this process's cgroup (this process stays where
+    /// it is). `None` when the new cgroup would not be writable here.
+    pub(crate) fn create(home: &Path) -> Option<ScenarioCgroup> {
+        let dir = home.join(format!("nsconform-{}", std::process::id()));
         if dir.exists() {
             // Left by a supervisor that was killed before it could clean up, whose PID is
             // ours now. Reusing it would be wrong, and failing here would silently leave the
@@ -66,9 +88,7 @@ impl ScenarioCgroup {
     /// The cgroup a supervisor with PID `pid`, started from this process's cgroup, made and
     /// left (it was killed), if there is one.
     pub(crate) fn left_by(pid: u32) -> Option<ScenarioCgroup> {
-        let dir = cgroup2_mount()?
-            .join(own_cgroup()?.trim_start_matches('/'))
-            .join(format!("nsconform-{pid}"));
+        let dir = own_v2_dir()?.join(format!("nsconform-{pid}"));
         dir.is_dir().then_some(ScenarioCgroup { dir, handle: None })
     }
 

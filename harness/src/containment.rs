@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 
-use crate::cgroup::ScenarioCgroup;
+use crate::cgroup::{CgroupHomes, ScenarioCgroup};
 use crate::pids_limit::PidsLimit;
 use crate::sys;
 
@@ -26,11 +26,20 @@ pub(crate) struct Containment {
 }
 
 impl Containment {
-    /// Make them: the scenario's own cgroup when `own_cgroup` (a stand-in host) and the
-    /// machine allows it, and a cap of `max_processes` where one can be set.
-    pub(crate) fn create(own_cgroup: bool, max_processes: u32) -> Containment {
-        let cgroup = own_cgroup.then(ScenarioCgroup::create).flatten();
-        let pids = PidsLimit::apply(cgroup.as_ref().map(ScenarioCgroup::dir), max_processes);
+    /// Make them, under `homes` (this process's cgroups): the scenario's own cgroup when
+    /// `own_cgroup` (a stand-in host) and the machine allows it, and a cap of
+    /// `max_processes` where one can be set.
+    pub(crate) fn create(homes: &CgroupHomes, own_cgroup: bool, max_processes: u32) -> Containment {
+        let cgroup = homes
+            .v2
+            .as_deref()
+            .filter(|_| own_cgroup)
+            .and_then(ScenarioCgroup::create);
+        let pids = PidsLimit::apply(
+            cgroup.as_ref().map(ScenarioCgroup::dir),
+            homes.v1_pids.as_deref(),
+            max_processes,
+        );
         Containment {
             cgroup,
             pids,

@@ -31,8 +31,13 @@ pub(crate) enum PidsLimit {
 impl PidsLimit {
     /// Make a cap of `max` processes, which a process enters with [`PidsLimit::join`].
     /// `scenario_cgroup` is the scenario's cgroup v2 directory, when there is one (its
-    /// processes are then capped as soon as they are in it). `None` when no cap can be set.
-    pub(crate) fn apply(scenario_cgroup: Option<&Path>, max: u32) -> Option<PidsLimit> {
+    /// processes are then capped as soon as they are in it); else the cap is a v1 cgroup
+    /// under `v1_home` (this process's, [`v1_pids_cgroup`]). `None` when no cap can be set.
+    pub(crate) fn apply(
+        scenario_cgroup: Option<&Path>,
+        v1_home: Option<&Path>,
+        max: u32,
+    ) -> Option<PidsLimit> {
         if let Some(dir) = scenario_cgroup {
             let delegated = dir
                 .parent()
@@ -46,8 +51,7 @@ impl PidsLimit {
                 });
             }
         }
-        let original = v1_pids_cgroup()?;
-        let dir = original.join(format!("nsconform-{}", std::process::id()));
+        let dir = v1_home?.join(format!("nsconform-{}", std::process::id()));
         if dir.exists() {
             // Left by a supervisor that was killed before it could clean up, whose PID is
             // ours now: empty it and take its place.

@@ -30,11 +30,14 @@ fn mount_fs(fstype: &str, target: &str, data: Option<&str>) -> Result<(), StandI
     )
 }
 
-/// What the stand-in copies from the machine, read before the stand-in is made.
+/// What a supervisor needs to know of the machine to make stand-in hosts: read once, before
+/// the first (no scenario writes host-wide state, and the host guard checks that).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MachineFacts {
-    /// The machine's `kernel.pid_max`.
+    /// The machine's `kernel.pid_max`, which the stand-in copies.
     pid_max: Option<String>,
+    /// Where the scenarios' cgroups go.
+    pub(crate) cgroups: crate::cgroup::CgroupHomes,
 }
 
 impl MachineFacts {
@@ -42,6 +45,7 @@ impl MachineFacts {
     pub(crate) fn read() -> MachineFacts {
         MachineFacts {
             pid_max: std::fs::read_to_string(PID_MAX).ok(),
+            cgroups: crate::cgroup::CgroupHomes::of_this_process(),
         }
     }
 }

@@ -181,3 +181,70 @@ fn sigterm_while_it_waits_removes_its_stand_in_host() {
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
     assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
 }
+
+/// Tell `child` a scenario ahead of its turn (`"hold":true`, as the runner does for the
+/// scenario after the one in flight); its input stays open.
+fn hold(child: &mut Child, name: &str, path: &str) {
+    let line =
+        format!("{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":true,\"hold\":true}}\n");
+    let stdin = child.stdin.as_mut().expect("stdin");
+    stdin.write_all(line.as_bytes()).expect("tell the scenario");
+    stdin.flush().expect("flush");
+}
+
+/// A held scenario gets ready (its first actor is set up) but nothing of it runs before the
+/// runner's `go`: its command runs after that line, and the report follows.
+#[test]
+fn a_held_scenario_runs_only_after_its_go() {
+    if !is_root() {
+        eprintln!("skipped: the runner holds only scenarios it checked ready, as root here");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("clock.toml");
+    std::fs::write(
+        &path,
+        "description = \"when the command runs\"\n[actors.a]\nunshare = [\"uts\"]\n\
+         [[steps]]\nactor = \"a\"\nrun = \"date +%s%N\"\nstatus = 0\n",
+    )
+    .expect("write the scenario");
+    let mut child = warm();
+    hold(&mut child, "held", &path.display().to_string());
+    // Time for the stand-in, the scenario's load and its actor's setup.
+    std::thread::sleep(Duration::from_millis(300));
+    let before_go = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("go");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(outcome_of(&output), "passed", "{}", text(&output.stdout));
+    let ran_at: u128 = report_of(&output)["steps"][0]["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("a time, not {e}: {}", text(&output.stdout)));
+    assert!(
+        ran_at > before_go,
+        "the command ran at {ran_at}, before its go at {before_go}"
+    );
+    assert_eq!(cleanup_of(&output), serde_json::json!({ "cleanup": null }));
+}
+
+/// A held scenario whose turn never comes (the run stopped) is not run nor reported, and its
+/// stand-in host and cgroups are removed.
+#[test]
+fn a_held_scenario_whose_turn_never_comes_leaves_nothing() {
+    let mut child = warm();
+    let pid = child.id();
+    hold(&mut child, "held", "scenarios/uts/hostname-isolated.toml");
+    std::thread::sleep(Duration::from_millis(100));
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
+}

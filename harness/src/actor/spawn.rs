@@ -66,15 +66,17 @@ pub(crate) struct SpareActor {
 }
 
 impl SpareActor {
-    /// Fork the spare. It closes every other descriptor and waits for its plan; it exits
-    /// when the socket closes first.
-    pub(crate) fn fork() -> Result<SpareActor, String> {
+    /// Fork the spare. It closes every other descriptor, warms up with `warm_up` (see
+    /// `supervisor::warm_up`) and waits for its plan; it exits when the socket closes first.
+    pub(crate) fn fork(warm_up: bool) -> Result<SpareActor, String> {
         let (ours, theirs) = protocol::control_pair().map_err(|e| format!("socketpair: {e}"))?;
         match sys::fork().map_err(|e| format!("fork: {e}"))? {
             ForkResult::Child => {
                 drop(ours);
                 sys::close_other_fds(&[theirs.as_raw_fd()]);
-                crate::supervisor::warm_up();
+                if warm_up {
+                    crate::supervisor::warm_up();
+                }
                 let (plan, control) = match protocol::recv::<Request>(&theirs) {
                     Ok(Some(protocol::Received {
                         message: Request::Spawn(plan),

@@ -110,7 +110,10 @@ fn supervise(cold: Option<(&std::path::Path, &str)>) -> i32 {
             // made after the last one's cleanup, until its input ends.
             let mut code = 0;
             let mut first = true;
-            while let Some(supervised) = crate::supervisor::serve_warm(first) {
+            let mut input = crate::supervisor::Input::default();
+            let machine = crate::supervisor::MachineFacts::read();
+            while let Some(supervised) = crate::supervisor::serve_warm(first, &mut input, &machine)
+            {
                 let last = supervised.last;
                 code = code.max(supervised_output(supervised));
                 if last {

@@ -61,6 +61,12 @@ pub(crate) struct Orchestrator<'a> {
     offers: Offers,
     /// A process forked ahead of time to become the first actor.
     spare: Option<crate::actor::spawn::SpareActor>,
+    /// The first step's actor, started before the scenario's turn (see
+    /// [`Orchestrator::start_first_actor`]), and how its start went.
+    ahead: Option<(String, Result<start::Launched, StartError>)>,
+    /// Why the scenario cannot run at all (e.g. its stand-in host failed): reported by
+    /// [`Orchestrator::run`].
+    failure: Option<String>,
 }
 
 /// A problem that stops the scenario (as opposed to a step whose expectations fail).
@@ -99,7 +105,15 @@ impl<'a> Orchestrator<'a> {
             current_step: None,
             offers,
             spare: None,
+            ahead: None,
+            failure: None,
         }
+    }
+
+    /// Report `reason` rather than run any step: the scenario cannot run at all.
+    pub(crate) fn with_failure(mut self, reason: String) -> Self {
+        self.failure = Some(reason);
+        self
     }
 
     /// Let `spare` become the first actor started.
@@ -116,6 +130,9 @@ impl<'a> Orchestrator<'a> {
 
     /// Run every step; returns the process exit code (0 when all passed).
     pub(crate) fn run(mut self) -> i32 {
+        if let Some(reason) = self.failure.take() {
+            return self.abort(reason);
+        }
         if let Some(tool) = &self.loaded.scenario.tool {
             let name = tool.get_ref().clone();
             let version = crate::results::tool_version(&name);

@@ -7,8 +7,9 @@ use super::{LiveActor, Orchestrator};
 use crate::actor::plan::{plan, PlanContext};
 use crate::actor::protocol::{self, Reply, Request};
 use crate::actor::spawn::spawn_actor;
-use crate::scenario::model::Actor;
+use crate::scenario::model::{Actor, Step};
 use crate::scenario::validate::HOST_ACTOR;
+use crate::template::{self, Placeholder, Segment};
 
 impl Orchestrator<'_> {
     pub(super) fn start(&mut self, name: &str) -> Result<(), StartError> {
@@ -33,6 +34,11 @@ impl Orchestrator<'_> {
     /// be ready: a request sent on [`Launched::control`] meanwhile waits in its socket
     /// until it is (its setup reads nothing there).
     pub(super) fn launch(&mut self, name: &str) -> Result<Launched, StartError> {
+        if self.ahead.as_ref().is_some_and(|(ahead, _)| ahead == name) {
+            if let Some((_, launched)) = self.ahead.take() {
+                return launched;
+            }
+        }
         let default = Actor::default();
         let def = if name == HOST_ACTOR {
             &default
@@ -101,6 +107,24 @@ impl Orchestrator<'_> {
         })
     }
 
+    /// Start the first step's actor now, before the scenario may run, when it is the first
+    /// thing that step would start anyway (see [`first_started_actor`]): its setup is then
+    /// off the scenario's path, and the step finds it launched. Nothing else of the
+    /// scenario happens before its turn: the actor waits for its first request.
+    pub(crate) fn start_first_actor(&mut self) {
+        if self.failure.is_some() || !self.actors.is_empty() {
+            return;
+        }
+        let Some(step) = self.loaded.scenario.steps.first() else {
+            return;
+        };
+        let Some(name) = first_started_actor(step.get_ref(), |name| self.actor_def(name)) else {
+            return;
+        };
+        let launched = self.launch(&name);
+        self.ahead = Some((name, launched));
+    }
+
     /// Wait until `launched`, the actor `name`, reports that it is ready (or why not).
     pub(super) fn await_ready(&mut self, name: &str, launched: Launched) -> Result<(), StartError> {
         let Launched { control, forked } = launched;
@@ -140,6 +164,56 @@ impl Orchestrator<'_> {
     }
 }
 
+/// The actor that `step`, run first, starts before anything else, if the spare can become
+/// it: the step's own actor, when the step is no `start` (whose outcome it checks) and has
+/// no kernel range (it may be skipped), none of its commands, input or written file names
+/// another actor's PID (which would start that one first), and the actor neither joins nor
+/// is created by another, nor asks for a cgroup of its own.
+fn first_started_actor<'a>(
+    step: &Step,
+    actor_def: impl Fn(&str) -> Option<&'a Actor>,
+) -> Option<String> {
+    if step.start.is_some() || step.kernel.is_some() {
+        return None;
+    }
+    let templates = step
+        .run
+        .iter()
+        .map(|run| run.get_ref().as_str())
+        .chain(
+            step.argv
+                .iter()
+                .flat_map(|argv| argv.get_ref().iter().map(String::as_str)),
+        )
+        .chain(step.stdin.as_deref())
+        .chain(step.write.iter().map(|path| path.get_ref().as_str()))
+        .chain(step.content.as_deref());
+    if templates.into_iter().any(mentions_a_pid) {
+        return None;
+    }
+    let name = step
+        .actor
+        .as_ref()
+        .map_or(HOST_ACTOR, |a| a.get_ref().as_str());
+    if name != HOST_ACTOR {
+        let def = actor_def(name)?;
+        if def.join.is_some() || def.parent.is_some() || def.cgroup.is_some() {
+            return None;
+        }
+    }
+    Some(name.to_string())
+}
+
+/// Whether `text` has a `{{pid.ACTOR}}` placeholder (or is no valid template: its step then
+/// fails as it would have).
+fn mentions_a_pid(text: &str) -> bool {
+    template::parse(text).map_or(true, |segments| {
+        segments
+            .iter()
+            .any(|s| matches!(s, Segment::Placeholder(Placeholder::Pid(_), _)))
+    })
+}
+
 /// An actor started and not known to be ready yet.
 pub(super) struct Launched {
     /// The orchestrator's end of its control socket.
@@ -164,4 +238,57 @@ pub(super) enum StartError {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::first_started_actor;
+
+    const ACTORS: &str = r#"
+description = "first actors"
+[actors.a]
+unshare = ["uts"]
+[actors.b]
+unshare = ["net"]
+[actors.joiner]
+join = "a"
+[actors.child]
+parent = "a"
+unshare = ["uts"]
+[actors.grouped]
+cgroup = "g"
+"#;
+
+    /// The actor the first step starts before anything else, for a scenario whose first
+    /// step is `step` (TOML of one `[[steps]]` table).
+    fn first(step: &str) -> Option<String> {
+        let source = format!("{ACTORS}[[steps]]\n{step}\n");
+        let loaded = crate::scenario::load::load_str(Path::new("t.toml"), source)
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        let step = loaded.scenario.steps[0].get_ref();
+        first_started_actor(step, |name| loaded.scenario.actors.get(name))
+    }
+
+    #[rstest]
+    #[case::its_own_actor("actor = \"a\"\nrun = \"hostname\"", Some("a"))]
+    #[case::the_host("run = \"hostname\"", Some("host"))]
+    #[case::a_command_line("actor = \"b\"\nargv = [\"ip\", \"link\"]", Some("b"))]
+    #[case::a_write("actor = \"a\"\nwrite = \"/tmp/x\"\ncontent = \"1\"", Some("a"))]
+    #[case::another_pid_in_the_command("actor = \"a\"\nrun = \"kill {{pid.b}}\"", None)]
+    #[case::another_pid_in_the_input("actor = \"a\"\nrun = \"cat\"\nstdin = \"{{ pid.b }}\"", None)]
+    #[case::a_start_whose_outcome_is_checked("start = \"a\"", None)]
+    #[case::a_kernel_range("actor = \"a\"\nrun = \"true\"\nkernel = \">=5.0\"", None)]
+    #[case::a_joiner("actor = \"joiner\"\nrun = \"true\"", None)]
+    #[case::a_child_of_another("actor = \"child\"\nrun = \"true\"", None)]
+    #[case::a_cgroup_of_its_own("actor = \"grouped\"\nrun = \"true\"", None)]
+    fn the_first_actor_is_started_ahead_only_when_it_comes_first_anyway(
+        #[case] step: &str,
+        #[case] expected: Option<&str>,
+    ) {
+        assert_eq!(first(step).as_deref(), expected, "{step}");
+    }
 }

@@ -24,6 +24,14 @@ use crate::report::ScenarioReport;
 use supervised::Flight;
 use warm_pool::WarmPool;
 
+/// The scenario after the one in flight, taken from the queue ahead of its turn.
+enum Ahead<'r, 'f> {
+    /// Given to a supervisor, which gets it ready to run.
+    Held(Box<Flight<'r>>),
+    /// Not known ready: given out in its turn.
+    File(&'f ScenarioFile),
+}
+
 /// A scenario file and the name it runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioFile {
@@ -255,7 +263,7 @@ impl Runner {
     /// scenario's own timeout by 30 s is killed, so a bug in the harness cannot hang the
     /// caller either.
     pub fn run(&self, file: &ScenarioFile) -> ScenarioReport {
-        Flight::start(self, file, &|_| {}).finish(&|_| {})
+        Flight::start(self, file, &|_| {}, false).finish(&|_| {})
     }
 
     /// Run the scenarios `next` gives, one after another, telling `started` and then `ended`
@@ -277,8 +285,35 @@ impl Runner {
         done: &mut dyn FnMut(ScenarioReport),
     ) {
         let mut cleaning: Option<Flight<'_>> = None;
-        while let Some(file) = next() {
-            let mut flight = Flight::start(self, file, started);
+        let mut ahead: Option<Ahead<'_, 'f>> = None;
+        loop {
+            let stopped = self.warm.as_ref().is_some_and(|pool| pool.stopped());
+            let mut flight = match ahead.take() {
+                // Interrupted: what was not let run never started.
+                Some(Ahead::Held(flight)) if stopped => {
+                    flight.withdraw(ended);
+                    break;
+                }
+                Some(Ahead::File(_)) if stopped => break,
+                Some(Ahead::Held(mut flight)) => {
+                    flight.go();
+                    *flight
+                }
+                Some(Ahead::File(file)) => Flight::start(self, file, started, false),
+                None => match next() {
+                    Some(file) => Flight::start(self, file, started, false),
+                    None => break,
+                },
+            };
+            // The next scenario gets ready while this one runs (its first actor set up),
+            // when it is known ready: one whose requirements its supervisor checks first
+            // would run at once, beside this one.
+            if self.warm.is_some() {
+                ahead = next().map(|file| match self.ready.contains(&file.path) {
+                    true => Ahead::Held(Box::new(Flight::start(self, file, started, true))),
+                    false => Ahead::File(file),
+                });
+            }
             if let Some(previous) = cleaning.take() {
                 done(previous.finish(ended));
             }

@@ -7,13 +7,16 @@ use std::process::Stdio;
 use super::process::Supervisor;
 use super::warm_pool::WarmPool;
 use super::{Runner, ScenarioFile};
-use crate::supervisor::Assignment;
+use crate::supervisor::{Assignment, GO_LINE};
 
 /// A supervisor running `file`: a warm one told its scenario (and this thread's next one
-/// started), or else a cold `__supervise` of the file.
+/// started), or else a cold `__supervise` of the file. With `hold` (warm supervisors only,
+/// for a scenario checked ready), the scenario is made ready to run and waits for
+/// [`let_run`] (see [`Assignment::hold`]).
 pub(super) fn start_supervisor(
     runner: &Runner,
     file: &ScenarioFile,
+    hold: bool,
 ) -> std::io::Result<Supervisor> {
     let Some(pool) = &runner.warm else {
         return runner
@@ -33,6 +36,7 @@ pub(super) fn start_supervisor(
             name: file.name.clone(),
             path: file.path.clone(),
             ready: runner.ready.contains(&file.path),
+            hold,
             last: pool.none_left(),
         };
         let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
@@ -42,7 +46,7 @@ pub(super) fn start_supervisor(
     // A warm supervisor that died while waiting takes no scenario: start another.
     let mut warm = pool.take();
     let told = match warm.as_mut() {
-        Some(warm) => tell(warm, &line()?).is_ok(),
+        Some(warm) => tell(warm, &line()?, hold).is_ok(),
         None => false,
     };
     let supervisor = match warm {
@@ -55,7 +59,7 @@ pub(super) fn start_supervisor(
             }
             pool.claim();
             let mut fresh = exec_warm(runner)?;
-            tell(&mut fresh, &line()?)?;
+            tell(&mut fresh, &line()?, hold)?;
             fresh
         }
     };
@@ -113,9 +117,28 @@ fn exec_warm(runner: &Runner) -> std::io::Result<Supervisor> {
         .map(Supervisor::from_child)
 }
 
-/// Give `supervisor` its scenario, back in the normal scheduling (see [`start_ahead`]).
-fn tell(supervisor: &mut Supervisor, line: &[u8]) -> std::io::Result<()> {
+/// Let the held scenario of `supervisor` run (see [`start_supervisor`]), back in the normal
+/// scheduling.
+pub(super) fn let_run(supervisor: &mut Supervisor) -> std::io::Result<()> {
     let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(supervisor.id() as i32));
+    let mut line = GO_LINE.to_vec();
+    line.push(b'\n');
+    match supervisor.stdin.as_mut() {
+        Some(stdin) => stdin.write_all(&line)?,
+        None => return Err(std::io::Error::other("no input")),
+    }
+    // As in `start_supervisor`: the supervisor just woken may be queued behind this thread.
+    let _ = nix::sched::sched_yield();
+    Ok(())
+}
+
+/// Give `supervisor` its scenario, back in the normal scheduling (see [`start_ahead`]),
+/// unless it is to `hold` it: what it does for it until [`let_run`] stays in the
+/// background, behind the scenario in flight.
+fn tell(supervisor: &mut Supervisor, line: &[u8], hold: bool) -> std::io::Result<()> {
+    if !hold {
+        let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(supervisor.id() as i32));
+    }
     match supervisor.stdin.as_mut() {
         Some(stdin) => stdin.write_all(line),
         None => Err(std::io::Error::other("no input")),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::gather::{self, Gathered};
 use super::process::Supervisor;
-use super::start::start_supervisor;
+use super::start::{let_run, start_supervisor};
 use super::{Runner, ScenarioFile};
 use crate::report::{Outcome, ScenarioReport};
 use crate::scenario::load_file;
@@ -25,21 +25,28 @@ pub(super) struct Flight<'r> {
     tracked: bool,
     deadline: Instant,
     backstop: Duration,
+    /// Given out ahead of its turn and not let run yet (see [`Flight::go`]).
+    held: bool,
     gathered: Gathered,
     /// The report, once read (its cleanup may still be going on), or why there is none.
     report: Option<ScenarioReport>,
 }
 
 impl<'r> Flight<'r> {
-    /// Give `file` to a supervisor, telling `started_fn` its PID.
+    /// Give `file` to a supervisor, telling `started_fn` its PID. With `hold`, the scenario
+    /// is only made ready to run, ahead of its turn: [`Flight::go`] lets it run.
     pub(super) fn start(
         runner: &'r Runner,
         file: &ScenarioFile,
         started_fn: &dyn Fn(u32),
+        hold: bool,
     ) -> Flight<'r> {
-        crate::phase_log::mark("runner: scenario started");
+        crate::phase_log::mark(match hold {
+            true => "runner: scenario held",
+            false => "runner: scenario started",
+        });
         let started = Instant::now();
-        let child = start_supervisor(runner, file);
+        let child = start_supervisor(runner, file, hold);
         let tracked = child.as_ref().is_ok_and(Supervisor::is_child);
         if let (Ok(child), true) = (&child, tracked) {
             started_fn(child.id());
@@ -61,6 +68,7 @@ impl<'r> Flight<'r> {
             tracked,
             deadline: started + backstop,
             backstop,
+            held: hold,
             gathered: Gathered::default(),
             report: None,
         };
@@ -72,6 +80,33 @@ impl<'r> Flight<'r> {
             }
         }
         flight
+    }
+
+    /// Let a scenario given out ahead of its turn run now; its time limit counts from here.
+    /// A supervisor that cannot be told is gone: waiting for its report says why.
+    pub(super) fn go(&mut self) {
+        if !std::mem::take(&mut self.held) {
+            return;
+        }
+        crate::phase_log::mark("runner: scenario started");
+        self.started = Instant::now();
+        self.deadline = self.started + self.backstop;
+        if let Some(child) = self.child.as_mut() {
+            let _ = let_run(child);
+        }
+    }
+
+    /// Take back a scenario given out ahead of its turn, which will not run (the run was
+    /// interrupted): at the end of its input its supervisor removes what it made for it and
+    /// exits, reporting nothing.
+    pub(super) fn withdraw(mut self, ended_fn: &dyn Fn(u32)) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            child.wait();
+            if self.tracked {
+                ended_fn(child.id());
+            }
+        }
     }
 
     /// Wait for the scenario's report; the supervisor may still be cleaning up after it.
@@ -213,6 +248,10 @@ mod tests {
         let mut script = String::from("#!/bin/sh\n[ \"$1\" = --ready ] && exit 0\n");
         script.push_str("[ \"$2\" = --server ] && exit 1\n");
         script.push_str("[ \"$2\" = --warm ] && read -r line\n");
+        // A scenario given out ahead of its turn waits for its go, as a supervisor does.
+        script.push_str(
+            "case \"$line\" in *'\"hold\":true'*) read -r go; [ \"$go\" = go ] || exit 7;; esac\n",
+        );
         for line in lines {
             let line = line.replace("{report}", &report);
             match line.strip_prefix(">&2 ") {
@@ -336,5 +375,30 @@ mod tests {
         ended.sort_unstable();
         assert_eq!(started.len(), 3);
         assert_eq!(started, ended, "every supervisor started is ended");
+    }
+
+    /// Scenarios known ready are given out ahead of their turn and let run in it: each
+    /// supervisor (here a fake that waits for its go when held, and else exits without a
+    /// report) gets its go, and every report comes back.
+    #[test]
+    fn run_each_lets_every_scenario_given_out_ahead_run_in_its_turn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_binary(dir.path(), &["{report}", r#"{"cleanup":null}"#], "exit 0");
+        let files: Vec<ScenarioFile> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| file(dir.path(), n))
+            .collect();
+        let mut runner = Runner::new(exe).with_warm_supervisors(Some(files.len()));
+        runner.ready = std::sync::Arc::new(files.iter().map(|f| f.path.clone()).collect());
+        let mut queue = files.iter();
+        let mut reports = Vec::new();
+        runner.run_each(&mut || queue.next(), &|_| {}, &|_| {}, &mut |report| {
+            reports.push(report)
+        });
+        runner.finish();
+        assert_eq!(reports.len(), files.len());
+        for report in &reports {
+            assert_eq!(report.outcome, Outcome::Passed, "{}", report.log);
+        }
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct WarmPool {
     servers: Mutex<HashMap<ThreadId, ForkServer>>,
     /// No more fork servers: one could not start or fork, or the run was interrupted.
     no_servers: AtomicBool,
+    /// The run was interrupted ([`WarmPool::signal_servers`]).
+    stopped: AtomicBool,
     /// How many more supervisors the run needs, when known: no warm supervisor is started
     /// beyond that.
     unclaimed: Option<AtomicUsize>,
@@ -46,6 +48,7 @@ impl WarmPool {
             exiting: Mutex::new(Vec::new()),
             servers: Mutex::new(HashMap::new()),
             no_servers: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             unclaimed: expected.map(AtomicUsize::new),
         }
     }
@@ -117,12 +120,18 @@ impl WarmPool {
     /// Pass `signal` to every fork server, which passes it on to its supervisors, and fork
     /// no more: later supervisors are exec'd, the runner's own children.
     pub(crate) fn signal_servers(&self, signal: nix::sys::signal::Signal) {
+        self.stopped.store(true, Ordering::SeqCst);
         self.no_servers.store(true, Ordering::SeqCst);
         if let Ok(servers) = self.servers.lock() {
             for server in servers.values() {
                 server.signal(signal);
             }
         }
+    }
+
+    /// Whether the run was interrupted: a scenario given out ahead of its turn is not let run.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// Reap `supervisor` (which has printed its last line) once it exits, and any that have.

@@ -52,7 +52,8 @@ pub(super) fn fork_cold(
     machine: &MachineFacts,
 ) -> Result<Running, String> {
     let mode = loaded.scenario.host;
-    let mut containment = Containment::create(mode == HostMode::StandIn, max_processes);
+    let mut containment =
+        Containment::create(&machine.cgroups, mode == HostMode::StandIn, max_processes);
     let (events_in, events_out) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
         Ok(pair) => pair,
         Err(e) => return Err(abandon(containment, format!("pipe: {e}"))),
@@ -105,7 +106,11 @@ fn with_cleanup(reason: String, cleanup: Result<(), String>) -> String {
 }
 
 /// The byte after the path that lets a warm orchestrator run its scenario.
-const GO: u8 = b'y';
+pub(super) const GO: u8 = b'y';
+
+/// The byte after the path that says the scenario's requirements hold but its turn has not
+/// come: the orchestrator sets up its first actor, then waits for [`GO`].
+pub(super) const HOLD: u8 = b'h';
 
 /// A stand-in host made before its scenario is known: the orchestrator has done everything
 /// that does not depend on the scenario and waits for its path.
@@ -121,12 +126,14 @@ pub(super) struct WarmStandIn {
 }
 
 impl WarmStandIn {
-    /// Make the scenario's cgroups and fork the orchestrator into a new stand-in host.
+    /// Make the scenario's cgroups and fork the orchestrator into a new stand-in host; it
+    /// and its spare actor `warm_up` while they wait (see [`super::warm_up`]).
     pub(super) fn start(
         interrupts: &Interrupts,
         machine: &MachineFacts,
+        warm_up: bool,
     ) -> Result<WarmStandIn, String> {
-        let mut containment = Containment::create(true, DEFAULT_MAX_PROCESSES);
+        let mut containment = Containment::create(&machine.cgroups, true, DEFAULT_MAX_PROCESSES);
         let pipes = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .and_then(|events| Ok((events, nix::unistd::pipe2(OFlag::O_CLOEXEC)?)));
         let ((events_in, events_out), (go_in, go_out)) = match pipes {
@@ -143,7 +150,10 @@ impl WarmStandIn {
                 drop(go_out);
                 interrupts.release_in_child();
                 std::process::exit(in_standin(
-                    Scenario::Told(go_in),
+                    Scenario::Told {
+                        pipe: go_in,
+                        warm_up,
+                    },
                     events_out,
                     &containment,
                     machine,
@@ -162,19 +172,27 @@ impl WarmStandIn {
 
     /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
     /// while this process checks the scenario, and with `ready` let it run the scenario
-    /// as soon as it has (the runner checked it before the run). It is brought back to the
-    /// scheduling of this process first (the runner starts warm supervisors in the
-    /// background); false when that fails.
-    pub(super) fn announce(&mut self, path: &Path, ready: bool) -> bool {
-        if let Err(e) = crate::sys::bring_back(self.child) {
-            eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
-            return false;
+    /// as soon as it has (the runner checked it before the run) or, with `hold` too, get
+    /// it ready to run and wait for [`WarmStandIn::let_run`]. Unless it is to hold, it is
+    /// brought back to the normal scheduling first (the runner starts warm supervisors in
+    /// the background; a held scenario's preparation stays there until its turn); false
+    /// when that fails.
+    pub(super) fn announce(&mut self, path: &Path, ready: bool, hold: bool) -> bool {
+        if !hold {
+            if let Err(e) = crate::sys::bring_back(self.child) {
+                eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
+                return false;
+            }
         }
         let mut line = path.as_os_str().as_bytes().to_vec();
         line.push(b'\n');
-        if ready {
-            line.push(GO);
-            self.let_run = true;
+        match (ready, hold) {
+            (true, false) => {
+                line.push(GO);
+                self.let_run = true;
+            }
+            (true, true) => line.push(HOLD),
+            (false, _) => {}
         }
         if let Err(e) = nix::unistd::write(&self.go, &line) {
             // The orchestrator is gone; its events say why.
@@ -187,18 +205,28 @@ impl WarmStandIn {
         true
     }
 
+    /// Let the orchestrator run its scenario now (its turn has come), back in the normal
+    /// scheduling, unless it was.
+    pub(super) fn let_run(&mut self) {
+        if std::mem::replace(&mut self.let_run, true) {
+            return;
+        }
+        if let Err(e) = crate::sys::bring_back(self.child) {
+            eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
+        }
+        if let Err(e) = nix::unistd::write(&self.go, &[GO]) {
+            eprintln!("nsconform: letting the orchestrator run: {e}");
+        }
+    }
+
     /// Let the orchestrator run the scenario it was told, with at most `max_processes`.
-    pub(super) fn go(self, max_processes: u32) -> Result<Running, String> {
+    pub(super) fn go(mut self, max_processes: u32) -> Result<Running, String> {
         if max_processes != DEFAULT_MAX_PROCESSES {
             if let Err(e) = self.containment.set_max_processes(max_processes) {
                 return Err(self.discard_because(format!("cannot cap processes: {e}")));
             }
         }
-        if !self.let_run {
-            if let Err(e) = nix::unistd::write(&self.go, &[GO]) {
-                eprintln!("nsconform: letting the orchestrator run: {e}");
-            }
-        }
+        self.let_run();
         drop(self.go);
         Ok(Running {
             child: self.child,

@@ -12,22 +12,21 @@
 //! its input ends.
 
 mod cleanup;
+mod input;
 mod interrupts;
 mod launch;
 mod orchestrator_process;
 mod warm_up;
 mod watch;
 
-use std::io::Read;
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 
 pub(crate) use self::cleanup::Cleanup;
 use self::cleanup::Ran;
+pub(crate) use self::input::{Assignment, Input, GO_LINE};
 use self::interrupts::Interrupts;
 use self::launch::{fork_cold, Running, WarmStandIn};
 pub(crate) use self::warm_up::warm_up;
@@ -36,7 +35,7 @@ use crate::payload::offers::Sources;
 use crate::report::{Outcome, ScenarioReport, StepRecord, ToolUnderTest};
 use crate::scenario::model::HostMode;
 use crate::scenario::{load_file, LoadError, LoadedScenario};
-use crate::standin::MachineFacts;
+pub(crate) use crate::standin::MachineFacts;
 use crate::sys::Scheduling;
 use crate::{probe, requires};
 
@@ -105,25 +104,6 @@ pub(crate) fn timeout_of(loaded: &LoadedScenario) -> Duration {
     base.mul_f64(timeout_scale())
 }
 
-/// What the runner tells a warm supervisor: the scenario to run, as one JSON line on its
-/// standard input.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Assignment {
-    /// The name to report.
-    pub(crate) name: String,
-    /// The scenario file.
-    pub(crate) path: PathBuf,
-    /// The runner checked the scenario's requirements before the run, with this
-    /// supervisor's environment, and they hold (`runner/requirements.rs`): its orchestrator
-    /// may run it as soon as it has loaded it. Default false: checked here first.
-    #[serde(default)]
-    pub(crate) ready: bool,
-    /// The run needs no further scenario from this supervisor: it exits after this one
-    /// rather than make another stand-in host. Default false.
-    #[serde(default)]
-    pub(crate) last: bool,
-}
-
 /// The second line a supervisor prints, after its report: whether everything the scenario
 /// started and everything that held it is gone (`{"cleanup":null}`), or what is left.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -149,39 +129,59 @@ pub(crate) fn supervise(path: &Path, name: &str) -> Supervised {
     supervise_with(path, name, None)
 }
 
-/// A warm supervisor: make a stand-in host, then run the scenario the runner names on
-/// standard input. `None` (and nothing left behind) when the input ends or a signal comes
-/// first. `first`: this process has not served a scenario yet, so it warms up its code
-/// first (a later one has it paged in), and it is in the scheduling the runner started it
-/// in; a later one goes to the background itself (as root) until the runner tells it.
-pub(crate) fn serve_warm(first: bool) -> Option<Supervised> {
+/// A warm supervisor: make a stand-in host on `machine` (read once for every scenario the
+/// process serves), then run the scenario the runner names on standard input (`input`). `None` (and nothing left behind) when the input ends or a
+/// signal comes first, or before a held scenario's turn. `first`: this process has not
+/// served a scenario yet, so it warms up its code first (a later one has it paged in), and
+/// it is in the scheduling the runner started it in; a later one goes to the background
+/// itself (as root) until the runner tells it.
+pub(crate) fn serve_warm(
+    first: bool,
+    input: &mut Input,
+    machine: &MachineFacts,
+) -> Option<Supervised> {
     if !first {
         let _ = crate::sys::step_aside(nix::unistd::Pid::from_raw(0), Scheduling::Background);
     }
-    let machine = MachineFacts::read();
+    let machine = machine.clone();
     let Ok(session) = Session::begin() else {
         // The cold path tries again, and reports why it cannot.
-        let assignment = read_assignment(None)?;
+        let assignment = input.assignment(None)?;
         return Some(supervise(&assignment.path, &assignment.name));
     };
-    let mut warm = WarmStandIn::start(&session.interrupts, &machine).ok();
+    let mut warm = WarmStandIn::start(&session.interrupts, &machine, first).ok();
     if first {
         warm_up();
     }
     crate::phase_log::mark("supervisor: stand-in forked");
-    let Some(assignment) = read_assignment(Some(&session.interrupts)) else {
+    let Some(assignment) = input.assignment(Some(&session.interrupts)) else {
         if let Some(warm) = warm {
             warm.discard();
         }
         return None;
     };
     crate::phase_log::mark("supervisor: scenario received");
+    let hold = assignment.hold && assignment.ready;
     if warm
         .as_mut()
-        .is_some_and(|warm| !warm.announce(&assignment.path, assignment.ready))
+        .is_some_and(|warm| !warm.announce(&assignment.path, assignment.ready, hold))
     {
         if let Some(warm) = warm.take() {
             warm.discard();
+        }
+    }
+    if assignment.hold {
+        // Its orchestrator gets the scenario ready meanwhile; nothing of it runs before
+        // its turn, which may never come (the run was stopped).
+        if !input.go(&session.interrupts) {
+            if let Some(warm) = warm {
+                warm.discard();
+            }
+            return None;
+        }
+        crate::phase_log::mark("supervisor: go received");
+        if let Some(warm) = warm.as_mut() {
+            warm.let_run();
         }
     }
     let prepared = Prepared {
@@ -193,41 +193,6 @@ pub(crate) fn serve_warm(first: bool) -> Option<Supervised> {
     let mut supervised = supervise_with(&assignment.path, &assignment.name, Some(prepared));
     supervised.last = assignment.last;
     Some(supervised)
-}
-
-/// The assignment on standard input; `None` at end of input, on garbage, or on a signal.
-fn read_assignment(interrupts: Option<&Interrupts>) -> Option<Assignment> {
-    let stdin = std::io::stdin();
-    let mut line = Vec::new();
-    loop {
-        let mut fds = vec![PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        if let Some(interrupts) = interrupts {
-            fds.push(PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN));
-            if interrupts.parent_gone() {
-                return None;
-            }
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-        if fds
-            .get(1)
-            .and_then(PollFd::revents)
-            .is_some_and(|r| !r.is_empty())
-        {
-            return None;
-        }
-        drop(fds);
-        let mut chunk = [0u8; 4096];
-        match stdin.lock().read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => line.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(end) = line.iter().position(|b| *b == b'\n') {
-            return serde_json::from_slice(&line[..end]).ok();
-        }
-    }
 }
 
 /// What a supervisor sets up before it forks an orchestrator: it becomes the subreaper of

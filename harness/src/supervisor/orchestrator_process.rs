@@ -12,6 +12,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
+use super::launch::{GO, HOLD};
 use super::{open_sources, standin_rootless};
 use crate::actor::spawn::SpareActor;
 use crate::containment::Containment;
@@ -27,7 +28,14 @@ pub(super) enum Scenario<'a> {
     Known(&'a LoadedScenario, &'a Sources),
     /// Its path comes on this pipe as a line, then one byte when it may run (end of file
     /// instead: it does not run).
-    Told(OwnedFd),
+    Told {
+        /// The pipe.
+        pipe: OwnedFd,
+        /// Whether to warm up while waiting (see [`super::warm_up`]): in the first stand-in
+        /// a supervisor makes. Later ones are forked from a supervisor that has run a
+        /// scenario, and most get theirs ahead of its turn, off its path.
+        warm_up: bool,
+    },
 }
 
 fn harness_ids() -> HarnessIds {
@@ -69,15 +77,19 @@ pub(super) fn in_standin(
     crate::phase_log::mark("orchestrator: base host ready");
     // The first actor is forked now (a warm orchestrator is waiting for its scenario), and
     // in a cold one too, so it has the same PID either way.
-    let spare = base.is_ok().then(SpareActor::fork).and_then(Result::ok);
-    if matches!(scenario, Scenario::Told(_)) {
+    let warm_up = matches!(scenario, Scenario::Told { warm_up: true, .. });
+    let spare = base
+        .is_ok()
+        .then(|| SpareActor::fork(warm_up))
+        .and_then(Result::ok);
+    if warm_up {
         super::warm_up();
     }
     let told;
     let mut go = None;
     let (loaded, sources) = match scenario {
         Scenario::Known(loaded, sources) => (loaded, sources),
-        Scenario::Told(pipe) => {
+        Scenario::Told { pipe, .. } => {
             let mut pipe = GoPipe {
                 file: File::from(pipe),
                 pending: Vec::new(),
@@ -106,18 +118,21 @@ pub(super) fn in_standin(
         Ok(offers)
     });
     crate::phase_log::mark("orchestrator: host finished");
+    let mut orchestrator = match prepared {
+        // Made after the stand-in, so `{{hostname}}` is the stand-in's.
+        Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers).with_spare(spare),
+        Err(reason) => Orchestrator::new(loaded, File::from(events), ids, Default::default())
+            .with_failure(reason),
+    };
+    // Before the scenario's turn (or the supervisor's check), only what the first step
+    // would do first anyway: set up its actor (see `Orchestrator::start_first_actor`).
+    if go.as_ref().is_none_or(GoPipe::requirements_hold) {
+        orchestrator.start_first_actor();
+    }
     if go.is_some_and(|mut go| !go.may_run()) {
         return 0;
     }
-    match prepared {
-        // Made after the stand-in, so `{{hostname}}` is the stand-in's.
-        Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers)
-            .with_spare(spare)
-            .run(),
-        Err(reason) => {
-            Orchestrator::new(loaded, File::from(events), ids, Default::default()).abort(reason)
-        }
-    }
+    orchestrator.run()
 }
 
 /// The orchestrator of a `host = "real"` scenario, in the machine's own namespaces.
@@ -174,15 +189,22 @@ impl GoPipe {
         Ok(Some((loaded, sources)))
     }
 
-    /// Wait until the scenario may run (true) or will not (false: end of file).
+    /// Whether the supervisor said, with the path, that the scenario's requirements hold
+    /// ([`GO`] or [`HOLD`]): its first actor may be set up before the scenario may run.
+    fn requirements_hold(&self) -> bool {
+        matches!(self.pending.first(), Some(&GO | &HOLD))
+    }
+
+    /// Wait until the scenario may run (true: [`GO`]) or will not (false: end of file).
     fn may_run(&mut self) -> bool {
-        if !self.pending.is_empty() {
+        if std::mem::take(&mut self.pending).contains(&GO) {
             return true;
         }
         let mut byte = [0u8; 1];
         loop {
             match self.file.read(&mut byte) {
-                Ok(1) => return true,
+                Ok(1) if byte[0] == GO => return true,
+                Ok(1) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 _ => return false,
             }
