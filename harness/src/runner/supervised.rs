@@ -88,7 +88,7 @@ impl<'r> Flight<'r> {
         if !std::mem::take(&mut self.held) {
             return;
         }
-        crate::phase_log::mark("runner: scenario started");
+        crate::phase_log::mark("runner: held scenario let run");
         self.started = Instant::now();
         self.deadline = self.started + self.backstop;
         if let Some(child) = self.child.as_mut() {

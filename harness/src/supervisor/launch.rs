@@ -214,8 +214,10 @@ impl WarmStandIn {
         if let Err(e) = crate::sys::bring_back(self.child) {
             eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
         }
-        if let Err(e) = nix::unistd::write(&self.go, &[GO]) {
-            eprintln!("nsconform: letting the orchestrator run: {e}");
+        match nix::unistd::write(&self.go, &[GO]) {
+            // The orchestrator is gone; its events say why.
+            Ok(_) | Err(nix::errno::Errno::EPIPE) => {}
+            Err(e) => eprintln!("nsconform: letting the orchestrator run: {e}"),
         }
     }
 
