@@ -15,7 +15,16 @@
 #
 # Usage: ci/phases.sh LOG   (write LOG outside /tmp: the stand-in host has its own /tmp)
 set -eu
-in_turn='runner: scenario started
+# From the step's request on, both chains are the same.
+from_request='agent: request received
+agent: command started
+agent: command ended
+agent: reply sent
+orchestrator: steps done
+supervisor: events ended
+supervisor: report ready
+runner: report read'
+in_turn="runner: scenario started
 supervisor: scenario received
 orchestrator: told
 orchestrator: scenario loaded
@@ -23,24 +32,10 @@ orchestrator: host finished
 orchestrator: plan to the spare
 spare: plan received
 actor: ready
-agent: request received
-agent: command started
-agent: command ended
-agent: reply sent
-orchestrator: steps done
-supervisor: events ended
-supervisor: report ready
-runner: report read'
-held='runner: held scenario let run
+$from_request"
+held="runner: held scenario let run
 supervisor: go received
-agent: request received
-agent: command started
-agent: command ended
-agent: reply sent
-orchestrator: steps done
-supervisor: events ended
-supervisor: report ready
-runner: report read'
+$from_request"
 
 summarise() {
   sort -n -k1,1 "$2" |
