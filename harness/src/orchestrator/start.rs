@@ -7,7 +7,7 @@ use super::{LiveActor, Orchestrator};
 use crate::actor::plan::{plan, PlanContext};
 use crate::actor::protocol::{self, Reply, Request};
 use crate::actor::spawn::spawn_actor;
-use crate::scenario::model::{Actor, Step};
+use crate::scenario::model::{Actor, Scenario, Step};
 use crate::scenario::validate::HOST_ACTOR;
 use crate::template::{self, Placeholder, Segment};
 
@@ -107,18 +107,15 @@ impl Orchestrator<'_> {
         })
     }
 
-    /// Start the first step's actor now, before the scenario may run, when it is the first
-    /// thing that step would start anyway (see [`first_started_actor`]): its setup is then
-    /// off the scenario's path, and the step finds it launched. Nothing else of the
-    /// scenario happens before its turn: the actor waits for its first request.
+    /// Start the first step's actor now, before the scenario may run, when that is safe
+    /// (see [`actor_to_start_ahead`]): its setup is then off the scenario's path, and the
+    /// step finds it launched. Nothing else of the scenario happens before its turn: the
+    /// actor waits for its first request.
     pub(crate) fn start_first_actor(&mut self) {
         if self.failure.is_some() || !self.actors.is_empty() {
             return;
         }
-        let Some(step) = self.loaded.scenario.steps.first() else {
-            return;
-        };
-        let Some(name) = first_started_actor(step.get_ref(), |name| self.actor_def(name)) else {
+        let Some(name) = actor_to_start_ahead(&self.loaded.scenario) else {
             return;
         };
         let launched = self.launch(&name);
@@ -162,6 +159,18 @@ impl Orchestrator<'_> {
             ))),
         }
     }
+}
+
+/// The actor `scenario` starts before anything else, when nothing comes before its steps (a
+/// `tool`'s version is asked first, by a command that would then run before the scenario's
+/// turn and take a PID first) and its first step starts it first (see
+/// [`first_started_actor`]).
+fn actor_to_start_ahead(scenario: &Scenario) -> Option<String> {
+    if scenario.tool.is_some() {
+        return None;
+    }
+    let step = scenario.steps.first()?.get_ref();
+    first_started_actor(step, |name| scenario.actors.get(name))
 }
 
 /// The actor that `step`, run first, starts before anything else, if the spare can become
@@ -246,10 +255,9 @@ mod tests {
 
     use rstest::rstest;
 
-    use super::first_started_actor;
+    use super::actor_to_start_ahead;
 
     const ACTORS: &str = r#"
-description = "first actors"
 [actors.a]
 unshare = ["uts"]
 [actors.b]
@@ -263,14 +271,27 @@ unshare = ["uts"]
 cgroup = "g"
 "#;
 
-    /// The actor the first step starts before anything else, for a scenario whose first
-    /// step is `step` (TOML of one `[[steps]]` table).
-    fn first(step: &str) -> Option<String> {
-        let source = format!("{ACTORS}[[steps]]\n{step}\n");
+    /// The actor started ahead for a scenario whose first step is `step` (TOML of one
+    /// `[[steps]]` table), with `top` (TOML keys) at the top of the file.
+    fn first_with(top: &str, step: &str) -> Option<String> {
+        let source = format!("description = \"first actors\"\n{top}\n{ACTORS}[[steps]]\n{step}\n");
         let loaded = crate::scenario::load::load_str(Path::new("t.toml"), source)
             .unwrap_or_else(|e| panic!("{step}: {e}"));
-        let step = loaded.scenario.steps[0].get_ref();
-        first_started_actor(step, |name| loaded.scenario.actors.get(name))
+        actor_to_start_ahead(&loaded.scenario)
+    }
+
+    fn first(step: &str) -> Option<String> {
+        first_with("", step)
+    }
+
+    /// A tool's version is asked before the steps, by a command: nothing is started ahead
+    /// of it.
+    #[test]
+    fn nothing_is_started_ahead_of_a_tool_version() {
+        let step = "actor = \"a\"\nrun = \"hostname\"";
+        assert_eq!(first(step).as_deref(), Some("a"));
+        let tool = "tool = \"unshare\"\n[requires]\ncommands = [\"unshare\"]";
+        assert_eq!(first_with(tool, step), None);
     }
 
     #[rstest]
