@@ -14,7 +14,8 @@
 # kernel (`nsconform kernels list`), the VM round trip of one scenario (`nsconform vm`, from
 # the command's start to its exit) against the bare boot of the same kernel with the same
 # QEMU settings and initramfs (`nsconform vm --boot-only`: QEMU's start to its exit).
-# Every figure is the best of $ROUNDS rounds (default 3; $VM_ROUNDS, default 2, for VMs).
+# Every figure is the best of $ROUNDS rounds (default 3; $VM_ROUNDS, default 2, for VMs);
+# a round measures a scenario's four figures one after the other.
 # $PARTS picks what to measure (default "scenarios suite vm"). $BIN measures that build of
 # `nsconform` instead of building this tree's (to compare two builds, alternate them: this
 # machine's speed drifts).
@@ -52,21 +53,18 @@ check_hostname() {
 
 now_us() { echo $(($(date +%s%N) / 1000)); }
 
-# The least wall time in µs of "$@" over $rounds rounds (it must succeed).
-best_us() {
-  local best="" start took
-  for _ in $(seq 1 "$rounds"); do
-    start=$(now_us)
-    if ! "$@" >/dev/null 2>"$work/stderr"; then
-      echo "ci/bench.sh: failed: $*" >&2
-      cat "$work/stderr" >&2
-      exit 1
-    fi
-    took=$(($(now_us) - start))
-    if [ -z "$best" ] || [ "$took" -lt "$best" ]; then best=$took; fi
-  done
-  echo "$best"
+# The wall time in µs of one run of "$@" (it must succeed).
+time_us() {
+  local start
+  start=$(now_us)
+  if ! "$@" >/dev/null 2>"$work/stderr"; then
+    echo "ci/bench.sh: failed: $*" >&2
+    cat "$work/stderr" >&2
+    exit 1
+  fi
+  echo $(($(now_us) - start))
 }
+least() { if [ -z "$1" ] || [ "$2" -lt "$1" ]; then echo "$2"; else echo "$1"; fi; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -75,14 +73,20 @@ bench() {
   local name=$1 unshare=$2 kinds=$3 dir="$work/$1"
   mkdir -p "$dir"
   for i in $(seq 1 "$n"); do cp "ci/bench/$name.toml" "$(printf '%s/%s-%03d.toml' "$dir" "$name" "$i")"; done
-  local one all per script fl
-  one=$(best_us "$bin" run -j 1 "$dir/$name-001.toml")
-  all=$(best_us "$bin" run -j 1 "$dir")
+  local one="" all="" script="" fl="" per
+  # Each round measures all four, one after the other, so that the machine's drift (see
+  # docs/performance.md) weighs on each alike; each figure is its best round.
+  for _ in $(seq 1 "$rounds"); do
+    one=$(least "$one" "$(time_us "$bin" run -j 1 "$dir/$name-001.toml")")
+    all=$(least "$all" "$(time_us "$bin" run -j 1 "$dir")")
+    script=$(least "$script" "$(time_us env ENTER="unshare $unshare" sh "ci/bench/$name.sh" "$n")")
+    check_hostname "the script for $name"
+    fl=$(least "$fl" "$(time_us env ENTER="$floor $kinds" sh "ci/bench/$name.sh" "$n")")
+    check_hostname "the floor for $name"
+  done
   per=$(((all - one) / (n - 1)))
-  script=$(($(best_us env ENTER="unshare $unshare" sh "ci/bench/$name.sh" "$n") / n))
-  check_hostname "the script for $name"
-  fl=$(($(best_us env ENTER="$floor $kinds" sh "ci/bench/$name.sh" "$n") / n))
-  check_hostname "the floor for $name"
+  script=$((script / n))
+  fl=$((fl / n))
   row "$name" "$(ms "$per") ms" "$(ms "$one") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
     "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")"
 }
