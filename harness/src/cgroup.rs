@@ -52,7 +52,7 @@ pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
 }
 
 /// This process's cgroup v2 path (the `0::` line of `/proc/self/cgroup`).
-pub(crate) fn own_cgroup() -> Option<String> {
+fn own_cgroup() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::").map(str::to_string))

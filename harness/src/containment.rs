@@ -128,13 +128,9 @@ mod tests {
     fn what_a_killed_supervisor_left_is_removed() {
         // A PID no process has: above the default pid_max of this machine's range in use.
         let pid = 4_194_301;
-        let Some(made) = crate::cgroup::cgroup2_mount()
-            .zip(crate::cgroup::own_cgroup())
-            .map(|(mount, own)| {
-                mount
-                    .join(own.trim_start_matches('/'))
-                    .join(format!("nsconform-{pid}"))
-            })
+        let Some(made) = crate::cgroup::CgroupHomes::of_this_process()
+            .v2
+            .map(|home| home.join(format!("nsconform-{pid}")))
             .filter(|dir| std::fs::create_dir_all(dir.join("child")).is_ok())
         else {
             return;

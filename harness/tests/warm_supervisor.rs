@@ -185,8 +185,14 @@ fn sigterm_while_it_waits_removes_its_stand_in_host() {
 /// Tell `child` a scenario ahead of its turn (`"hold":true`, as the runner does for the
 /// scenario after the one in flight); its input stays open.
 fn hold(child: &mut Child, name: &str, path: &str) {
+    hold_with(child, name, path, true);
+}
+
+/// [`hold`], saying whether the runner found the scenario ready (the runner holds only
+/// those; one that is not still waits for its go, and is checked here after it).
+fn hold_with(child: &mut Child, name: &str, path: &str, ready: bool) {
     let line =
-        format!("{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":true,\"hold\":true}}\n");
+        format!("{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":{ready},\"hold\":true}}\n");
     let stdin = child.stdin.as_mut().expect("stdin");
     stdin.write_all(line.as_bytes()).expect("tell the scenario");
     stdin.flush().expect("flush");
@@ -200,6 +206,12 @@ fn a_held_scenario_runs_only_after_its_go() {
         eprintln!("skipped: the runner holds only scenarios it checked ready, as root here");
         return;
     }
+    for ready in [true, false] {
+        held_scenario_runs_only_after_its_go(ready);
+    }
+}
+
+fn held_scenario_runs_only_after_its_go(ready: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("clock.toml");
     std::fs::write(
@@ -209,7 +221,7 @@ fn a_held_scenario_runs_only_after_its_go() {
     )
     .expect("write the scenario");
     let mut child = warm();
-    hold(&mut child, "held", &path.display().to_string());
+    hold_with(&mut child, "held", &path.display().to_string(), ready);
     // Time for the stand-in, the scenario's load and its actor's setup.
     std::thread::sleep(Duration::from_millis(300));
     let before_go = std::time::SystemTime::now()
@@ -229,7 +241,7 @@ fn a_held_scenario_runs_only_after_its_go() {
         .unwrap_or_else(|e| panic!("a time, not {e}: {}", text(&output.stdout)));
     assert!(
         ran_at > before_go,
-        "the command ran at {ran_at}, before its go at {before_go}"
+        "the command ran at {ran_at}, before its go at {before_go} (ready: {ready})"
     );
     assert_eq!(cleanup_of(&output), serde_json::json!({ "cleanup": null }));
 }

@@ -90,6 +90,13 @@ impl Supervisor {
         }
     }
 
+    /// Close its input (a warm one then removes what it made for its scenario and exits) and
+    /// wait for it to exit.
+    pub(crate) fn end(&mut self) -> Option<ExitStatus> {
+        drop(self.stdin.take());
+        self.wait()
+    }
+
     /// Wait for it to exit: its status, when it is the runner's own child.
     pub(crate) fn wait(&mut self) -> Option<ExitStatus> {
         match &mut self.process {

@@ -54,8 +54,7 @@ pub(super) fn start_supervisor(
         stale => {
             if let Some(mut stale) = stale {
                 // At the end of its input a warm supervisor still alive removes its stand-in.
-                drop(stale.stdin.take());
-                stale.wait();
+                stale.end();
             }
             pool.claim();
             let mut fresh = exec_warm(runner)?;
@@ -120,20 +119,16 @@ fn exec_warm(runner: &Runner) -> std::io::Result<Supervisor> {
 /// Let the held scenario of `supervisor` run (see [`start_supervisor`]), back in the normal
 /// scheduling.
 pub(super) fn let_run(supervisor: &mut Supervisor) -> std::io::Result<()> {
-    let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(supervisor.id() as i32));
     let mut line = GO_LINE.to_vec();
     line.push(b'\n');
-    match supervisor.stdin.as_mut() {
-        Some(stdin) => stdin.write_all(&line)?,
-        None => return Err(std::io::Error::other("no input")),
-    }
+    tell(supervisor, &line, false)?;
     // As in `start_supervisor`: the supervisor just woken may be queued behind this thread.
     let _ = nix::sched::sched_yield();
     Ok(())
 }
 
-/// Give `supervisor` its scenario, back in the normal scheduling (see [`start_ahead`]),
-/// unless it is to `hold` it: what it does for it until [`let_run`] stays in the
+/// Give `supervisor` its scenario (or its go), back in the normal scheduling (see
+/// [`start_ahead`]), unless it is to `hold` it: what it does for it until [`let_run`] stays in the
 /// background, behind the scenario in flight.
 fn tell(supervisor: &mut Supervisor, line: &[u8], hold: bool) -> std::io::Result<()> {
     if !hold {

@@ -101,8 +101,7 @@ impl<'r> Flight<'r> {
     /// exits, reporting nothing.
     pub(super) fn withdraw(mut self, ended_fn: &dyn Fn(u32)) {
         if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take());
-            child.wait();
+            child.end();
             if self.tracked {
                 ended_fn(child.id());
             }

@@ -68,11 +68,13 @@ impl WarmPool {
     }
 
     /// Keep `supervisor` for one of this thread's next scenarios.
-    pub(crate) fn put(&self, supervisor: Supervisor) {
+    pub(crate) fn put(&self, mut supervisor: Supervisor) {
         let id = std::thread::current().id();
         match self.ready.lock() {
             Ok(mut ready) => ready.entry(id).or_default().push_back(supervisor),
-            Err(_) => end(supervisor),
+            Err(_) => {
+                supervisor.end();
+            }
         }
     }
 
@@ -135,13 +137,15 @@ impl WarmPool {
     }
 
     /// Reap `supervisor` (which has printed its last line) once it exits, and any that have.
-    pub(crate) fn reap_later(&self, supervisor: Supervisor) {
+    pub(crate) fn reap_later(&self, mut supervisor: Supervisor) {
         match self.exiting.lock() {
             Ok(mut exiting) => {
                 exiting.retain_mut(|s| !s.try_wait());
                 exiting.push(supervisor);
             }
-            Err(_) => end(supervisor),
+            Err(_) => {
+                supervisor.end();
+            }
         }
     }
 
@@ -178,12 +182,12 @@ impl WarmPool {
                 s
             })
             .collect();
-        for supervisor in supervisors {
-            end(supervisor);
+        for mut supervisor in supervisors {
+            supervisor.end();
         }
         if let Ok(mut exiting) = self.exiting.lock() {
-            for supervisor in exiting.drain(..) {
-                end(supervisor);
+            for mut supervisor in exiting.drain(..) {
+                supervisor.end();
             }
         }
         if let Ok(mut servers) = self.servers.lock() {
@@ -198,12 +202,6 @@ impl Drop for WarmPool {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Close `supervisor`'s input and wait for it to exit.
-fn end(mut supervisor: Supervisor) {
-    drop(supervisor.stdin.take());
-    supervisor.wait();
 }
 
 #[cfg(test)]
@@ -259,8 +257,7 @@ mod tests {
         let mut mine = pool.take().expect("this thread's supervisor");
         assert!(pool.take().is_none(), "taken once");
         pool.put(spawn());
-        drop(mine.stdin.take());
-        assert!(mine.wait().is_some_and(|s| s.success()));
+        assert!(mine.end().is_some_and(|s| s.success()));
         // `cat` ends at the end of its input: shutdown closes it and waits.
         pool.shutdown();
         assert!(pool.take().is_none());

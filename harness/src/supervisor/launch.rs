@@ -171,9 +171,9 @@ impl WarmStandIn {
     }
 
     /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
-    /// while this process checks the scenario, and with `ready` let it run the scenario
-    /// as soon as it has (the runner checked it before the run) or, with `hold` too, get
-    /// it ready to run and wait for [`WarmStandIn::let_run`]. Unless it is to hold, it is
+    /// while this process checks the scenario, and with `ready` (the runner checked it
+    /// before the run) let it run the scenario as soon as it has, or with `hold` too, set up
+    /// its first actor and wait for [`WarmStandIn::let_run`]. Unless it is to `hold`, it is
     /// brought back to the normal scheduling first (the runner starts warm supervisors in
     /// the background; a held scenario's preparation stays there until its turn); false
     /// when that fails.

@@ -162,10 +162,9 @@ pub(crate) fn serve_warm(
         return None;
     };
     crate::phase_log::mark("supervisor: scenario received");
-    let hold = assignment.hold && assignment.ready;
     if warm
         .as_mut()
-        .is_some_and(|warm| !warm.announce(&assignment.path, assignment.ready, hold))
+        .is_some_and(|warm| !warm.announce(&assignment.path, assignment.ready, assignment.hold))
     {
         if let Some(warm) = warm.take() {
             warm.discard();
@@ -181,7 +180,8 @@ pub(crate) fn serve_warm(
             return None;
         }
         crate::phase_log::mark("supervisor: go received");
-        if let Some(warm) = warm.as_mut() {
+        // One whose requirements are not known yet runs once they are checked, below.
+        if let Some(warm) = warm.as_mut().filter(|_| assignment.ready) {
             warm.let_run();
         }
     }
