@@ -182,6 +182,8 @@ fn signals() -> SigSet {
 /// Serve on standard input (see the module's docs) until the end; each child runs
 /// `child_main` and exits with what it returns. Returns the server's exit code.
 pub(crate) fn serve(child_main: &dyn Fn() -> i32) -> i32 {
+    // Every child, and what it forks for each scenario, starts with the code mapped.
+    crate::huge_code::move_once();
     let socket = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(socket) => socket,
         Err(e) => return fail(&format!("no socket: {e}")),
@@ -262,7 +264,7 @@ fn serve_one(
             let _ = nix::unistd::close(socket.as_raw_fd());
             let _ = nix::unistd::close(signalfd.as_raw_fd());
             let code = become_child([stdin, stdout, stderr], request[0] == b'b', child_main);
-            std::process::exit(code)
+            sys::exit_forked(code)
         }
         ForkResult::Parent { child } => {
             crate::phase_log::mark("fork server: forked");

@@ -213,7 +213,7 @@ impl SetupSyscalls for Kernel {
             ForkResult::Parent { child } => {
                 // The waiting parent keeps nothing the orchestrator could wait on.
                 let _ = nix::unistd::close(self.control.as_raw_fd());
-                std::process::exit(wait_exit_code(child))
+                sys::exit_forked(wait_exit_code(child))
             }
         }
     }

@@ -83,7 +83,7 @@ impl SpareActor {
                         fd: Some(control),
                         ..
                     })) => (plan, control),
-                    _ => std::process::exit(0),
+                    _ => sys::exit_forked(0),
                 };
                 crate::phase_log::mark("spare: plan received");
                 let sync = match plan.parent_maps {
@@ -94,7 +94,7 @@ impl SpareActor {
                             fd: Some(sync),
                             ..
                         })) => Some(sync),
-                        _ => std::process::exit(1),
+                        _ => sys::exit_forked(1),
                     },
                 };
                 drop(theirs);
@@ -168,15 +168,15 @@ fn run_actor(plan: &ActorPlan, control: OwnedFd, sync: Option<OwnedFd>) -> ! {
                 message: err.to_string(),
             };
             let _ = protocol::send(&control, &reply, None);
-            std::process::exit(1)
+            sys::exit_forked(1)
         }
         Ok(()) => {
             crate::phase_log::mark("actor: ready");
             if protocol::send(&control, &Reply::Ready, None).is_err() {
-                std::process::exit(1);
+                sys::exit_forked(1);
             }
             super::agent::serve(&control);
-            std::process::exit(0)
+            sys::exit_forked(0)
         }
     }
 }

@@ -14,8 +14,8 @@
 use super::bzimage::find_payloads;
 use super::cache::{self, CacheError, KernelRecord, PackageRecord};
 use super::decompress::decompress;
-use super::elf::pvh_entry;
 use super::resolve::Resolved;
+use crate::elf::pvh_entry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -305,8 +305,8 @@ fn rename(from: &Path, to: &Path) -> Result<(), InstallError> {
 #[cfg(test)]
 mod tests {
     use super::super::bzimage::tests::synthetic_bzimage;
-    use super::super::elf::tests::{pvh_notes, tiny_elf};
     use super::*;
+    use crate::elf::tests::{pvh_notes, tiny_elf};
 
     #[test]
     fn extracts_a_pvh_elf_from_a_bzimage() {

@@ -17,7 +17,6 @@ mod apt;
 mod bzimage;
 mod cache;
 mod decompress;
-mod elf;
 mod fetch;
 mod install;
 mod list;

@@ -120,7 +120,7 @@ pub(super) fn in_forked_child(body: impl FnOnce() -> Result<(), String>) -> Resu
                     1
                 }
             };
-            std::process::exit(code)
+            sys::exit_forked(code)
         }
         ForkResult::Parent { child } => {
             drop(write_end);
@@ -164,7 +164,7 @@ impl Holder {
                 let orphaned = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
                     || nix::unistd::getppid() != parent;
                 if orphaned {
-                    std::process::exit(0);
+                    sys::exit_forked(0);
                 }
                 loop {
                     nix::unistd::pause();

@@ -70,7 +70,7 @@ pub(super) fn fork_cold(
         Ok(ForkResult::Child) => {
             drop(events_in);
             interrupts.release_in_child();
-            std::process::exit(match mode {
+            crate::sys::exit_forked(match mode {
                 HostMode::StandIn => in_standin(
                     Scenario::Known(loaded, sources),
                     events_out,
@@ -149,7 +149,7 @@ impl WarmStandIn {
                 drop(events_in);
                 drop(go_out);
                 interrupts.release_in_child();
-                std::process::exit(in_standin(
+                crate::sys::exit_forked(in_standin(
                     Scenario::Told {
                         pipe: go_in,
                         warm_up,

@@ -143,6 +143,8 @@ pub(crate) fn serve_warm(
 ) -> Option<Supervised> {
     if !first {
         let _ = crate::sys::step_aside(nix::unistd::Pid::from_raw(0), Scheduling::Background);
+        // It forks for scenario after scenario now (a no-op where its fork server did it).
+        crate::huge_code::move_once();
     }
     let machine = machine.clone();
     let Ok(session) = Session::begin() else {

@@ -1,15 +1,19 @@
-//! Checking that a decompressed kernel is a 64-bit x86 ELF with a PVH entry point.
+//! Reading 64-bit little-endian ELF files: their program headers, and the PVH entry of a
+//! kernel.
 //!
 //! QEMU boots an ELF `vmlinux` given to `-kernel` through its PVH entry, which the kernel
 //! announces (with `CONFIG_PVH`) in an ELF note named `Xen` of type 18
 //! (`XEN_ELFNOTE_PHYS32_ENTRY`) whose descriptor is the 32-bit physical entry address.
 //! Notes are found through the program headers (`PT_NOTE` segments), which is what QEMU
-//! reads too.
+//! reads too. The harness's own executable is read for its read-only `PT_LOAD` segments
+//! (`huge_code.rs`).
 
-/// Errors of the ELF check.
+use std::ops::Range;
+
+/// Errors of reading an ELF file.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ElfError {
-    /// Not a little-endian 64-bit x86 ELF.
+    /// Not a little-endian 64-bit ELF (for a kernel: not x86-64).
     #[error("not a little-endian x86-64 ELF file")]
     NotElf,
     /// A header or note points outside the file.
@@ -20,16 +24,34 @@ pub(crate) enum ElfError {
     NoPvhNote,
 }
 
+/// `PT_LOAD`.
+const PT_LOAD: u32 = 1;
 /// `PT_NOTE`.
 const PT_NOTE: u32 = 4;
+/// `PF_W`: a segment's pages are writable.
+const PF_W: u32 = 2;
 /// `XEN_ELFNOTE_PHYS32_ENTRY`.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// `EM_X86_64`.
 const EM_X86_64: u16 = 62;
 
-/// The PVH entry address of an ELF kernel.
-pub(crate) fn pvh_entry(elf: &[u8]) -> Result<u32, ElfError> {
-    if !elf.starts_with(b"\x7fELF\x02\x01") || u16_at(elf, 18) != Some(EM_X86_64) {
+/// One program header: what the loader maps (or reads) from where in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProgramHeader {
+    /// `p_type`.
+    kind: u32,
+    /// `p_flags`.
+    flags: u32,
+    /// `p_offset`: where the segment starts in the file.
+    offset: u64,
+    /// `p_filesz`: its size in the file.
+    file_size: u64,
+}
+
+/// The program headers of a little-endian 64-bit ELF file whose first bytes are `elf`
+/// (they must include the headers).
+fn program_headers(elf: &[u8]) -> Result<Vec<ProgramHeader>, ElfError> {
+    if !elf.starts_with(b"\x7fELF\x02\x01") {
         return Err(ElfError::NotElf);
     }
     let header = |what| ElfError::Malformed(what);
@@ -40,15 +62,44 @@ pub(crate) fn pvh_entry(elf: &[u8]) -> Result<u32, ElfError> {
     if phentsize < 56 {
         return Err(header("e_phentsize"));
     }
-    for index in 0..phnum {
-        let ph = phoff + index * phentsize;
-        if u32_at(elf, ph).ok_or(header("program header"))? != PT_NOTE {
+    (0..phnum)
+        .map(|index| {
+            let ph = phoff
+                .checked_add(index * phentsize)
+                .ok_or(header("e_phoff"))?;
+            Ok(ProgramHeader {
+                kind: u32_at(elf, ph).ok_or(header("program header"))?,
+                flags: u32_at(elf, ph + 4).ok_or(header("p_flags"))?,
+                offset: u64_at(elf, ph + 8).ok_or(header("p_offset"))?,
+                file_size: u64_at(elf, ph + 32).ok_or(header("p_filesz"))?,
+            })
+        })
+        .collect()
+}
+
+/// Where in the file the segments are that the loader maps read-only (`PT_LOAD` without
+/// `PF_W`: code, read-only data), as file offsets.
+pub(crate) fn read_only_loads(elf: &[u8]) -> Result<Vec<Range<u64>>, ElfError> {
+    Ok(program_headers(elf)?
+        .into_iter()
+        .filter(|ph| ph.kind == PT_LOAD && ph.flags & PF_W == 0)
+        .map(|ph| ph.offset..ph.offset.saturating_add(ph.file_size))
+        .collect())
+}
+
+/// The PVH entry address of an ELF kernel.
+pub(crate) fn pvh_entry(elf: &[u8]) -> Result<u32, ElfError> {
+    if u16_at(elf, 18) != Some(EM_X86_64) {
+        return Err(ElfError::NotElf);
+    }
+    let header = |what| ElfError::Malformed(what);
+    for ph in program_headers(elf)? {
+        if ph.kind != PT_NOTE {
             continue;
         }
-        let offset = u64_at(elf, ph + 8).ok_or(header("p_offset"))?;
-        let size = u64_at(elf, ph + 32).ok_or(header("p_filesz"))?;
-        let start = usize::try_from(offset).map_err(|_| header("p_offset"))?;
-        let end = usize::try_from(offset.saturating_add(size)).map_err(|_| header("p_filesz"))?;
+        let start = usize::try_from(ph.offset).map_err(|_| header("p_offset"))?;
+        let end = usize::try_from(ph.offset.saturating_add(ph.file_size))
+            .map_err(|_| header("p_filesz"))?;
         let notes = elf.get(start..end).ok_or(header("note segment"))?;
         if let Some(entry) = find_note(notes)? {
             return Ok(entry);
@@ -98,7 +149,7 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// One note: name, type, descriptor, each padded to 4 bytes.
@@ -158,6 +209,31 @@ pub(super) mod tests {
             pvh_entry(&tiny_elf(&notes)),
             Err(ElfError::NoPvhNote)
         ));
+    }
+
+    #[test]
+    fn read_only_loads_are_the_loads_without_write() {
+        // tiny_elf: a PT_LOAD (flags 0, offset 0, size 0) and a PT_NOTE; make it three
+        // loads: read-only, read-execute and read-write.
+        let mut elf = tiny_elf(&[]);
+        let set = |elf: &mut Vec<u8>, index: usize, flags: u32, offset: u64, size: u64| {
+            let ph = 64 + index * 56;
+            elf[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+            elf[ph + 4..ph + 8].copy_from_slice(&flags.to_le_bytes());
+            elf[ph + 8..ph + 16].copy_from_slice(&offset.to_le_bytes());
+            elf[ph + 32..ph + 40].copy_from_slice(&size.to_le_bytes());
+        };
+        elf.resize(64 + 3 * 56, 0);
+        elf[56..58].copy_from_slice(&3u16.to_le_bytes());
+        set(&mut elf, 0, 4, 0, 0x1000);
+        set(&mut elf, 1, 5, 0x1000, 0x3000);
+        set(&mut elf, 2, 6, 0x4000, 0x800);
+        assert_eq!(
+            read_only_loads(&elf).expect("elf"),
+            vec![0..0x1000, 0x1000..0x4000]
+        );
+        elf.truncate(64 + 2 * 56);
+        assert!(matches!(read_only_loads(&elf), Err(ElfError::Malformed(_))));
     }
 
     #[test]
