@@ -9,9 +9,13 @@
 # is taken: the chain of one step. A scenario whose chain is incomplete (e.g. one step with
 # no command, or a second actor) is left out; the count says how many were kept.
 #
-# Two chains: a scenario given out in its turn (the first of a thread's, or one not checked
+# Three chains: a scenario given out in its turn (the first of a thread's, or one not checked
 # ready before the run), and one given out ahead of its turn (held: its orchestrator loaded
-# it and set up its first actor while the scenario before ran), from the runner's go.
+# it and set up its first actor while the scenario before ran), from the runner's go or from
+# the end of the turn before (harness/src/turns.rs); whichever came first starts it, so each
+# of those two chains counts the scenarios it started (a go chain that came after the step's
+# request, or that a turn overtook before it, is left out). Then the hand-over: from the steps of
+# one scenario done to the next one's orchestrator going on.
 #
 # Usage: ci/phases.sh LOG   (write LOG outside /tmp: the stand-in host has its own /tmp)
 set -eu
@@ -36,13 +40,16 @@ $from_request"
 held="runner: held scenario let run
 supervisor: go received
 $from_request"
+by_turn="orchestrator: turn came
+$from_request"
 
 summarise() {
   sort -n -k1,1 "$2" |
-    awk -v chain="$1" '
+    awk -v chain="$1" -v breaks="${3:-}" '
       BEGIN { n = split(chain, phase, "\n") }
       function emit(   i) { if (k == n) for (i = 2; i <= n; i++) printf "%02d\t%s -> %s\t%d\n", i, phase[i-1], phase[i], t[i] - t[i-1] }
       { at = $1; $1 = ""; $2 = ""; name = $0; sub(/^ +/, "", name); sub(/ +$/, "", name)
+        if (k > 0 && k < 3 && index("|" breaks "|", "|" name "|")) { k = 0; next }
         if (name == phase[1]) { emit(); k = 1; t[1] = at; next }
         if (k > 0 && k < n && name == phase[k+1]) { k++; t[k] = at } }
       END { emit() }' |
@@ -57,4 +64,12 @@ summarise() {
 echo "given out in their turn:"
 summarise "$in_turn" "$1"
 echo "given out ahead of their turn (held), from the go:"
-summarise "$held" "$1"
+summarise "$held" "$1" "orchestrator: turn came|agent: command started|agent: command ended|orchestrator: steps done"
+echo "given out ahead of their turn (held), from the end of the turn before:"
+summarise "$by_turn" "$1"
+echo "hand-over:"
+sort -n -k1,1 "$1" |
+  awk '{ at = $1; $1 = ""; $2 = ""; name = $0; sub(/^ +/, "", name); sub(/ +$/, "", name) }
+       name == "orchestrator: steps done" { done = at }
+       name == "orchestrator: turn came" && done { print at - done; done = 0 }' |
+  sort -n | awk '{ v[++c] = $1 } END { if (c) printf "  %-70s %6d us  (%d)\n", "orchestrator: steps done -> next orchestrator: turn came", v[int((c + 1) / 2)], c }'

@@ -40,6 +40,7 @@ mod standin;
 mod supervisor;
 mod sys;
 mod template;
+mod turns;
 mod userland;
 mod vm;
 

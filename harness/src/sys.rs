@@ -552,6 +552,27 @@ pub(crate) fn die_with_this_process(command: &mut std::process::Command) {
     }
 }
 
+/// Give the program `command` starts the descriptors `fds` as 3 and 4 (without
+/// close-on-exec there); this process's own stay as they are.
+pub(crate) fn give_fds_3_and_4(command: &mut std::process::Command, fds: [std::os::fd::RawFd; 2]) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec in the child, on its own copies of the
+    // descriptors; fcntl, dup2 and close are async-signal-safe, and it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // First above both targets, so that neither target overwrites the other source.
+            let above = fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 5));
+            for (target, fd) in [3, 4].into_iter().zip(above) {
+                if fd == -1 || libc::dup2(fd, target) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// `setdomainname(2)`: the NIS domain name of the caller's UTS namespace. (Writing
 /// `/proc/sys/kernel/domainname` is refused inside a user namespace, whose root does not own
 /// that file.)

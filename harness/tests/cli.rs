@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{nsconform, repo, text};
+use common::{nsconform, nsconform_with, repo, text};
 
 /// Every file in `fixtures/invalid/` starts with `# expect: LINE:COLUMN: MESSAGE`: both
 /// `check` and `run` must print exactly that position and message, exit 2, and not panic.
@@ -561,4 +561,63 @@ fn sigterm_to_a_run_stops_the_scenarios_in_flight_and_cleans_up() {
         processes_with(&format!("sleep {marker}")).is_empty(),
         "sleepers survived"
     );
+}
+
+/// Whether this kernel can collapse anonymous memory into huge pages on request
+/// (`MADV_COLLAPSE`, Linux 6.1) and huge pages are not disabled: then the harness moves its
+/// code into them (`huge_code.rs`).
+fn huge_pages_on_request() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let enabled =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    cfg!(target_arch = "x86_64") && version >= (6, 1) && !enabled.contains("[never]")
+}
+
+/// A run of several scenarios on one thread: the second and later are held, each let run
+/// by the end of the turn before (`turns.rs`), and the fork server moves the code into huge
+/// pages where the kernel can (else it says why), as its phase log shows.
+#[test]
+fn held_scenarios_take_their_turn_from_the_one_before() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("turns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("make the directory");
+    // Each takes long enough for the next one to get ready meanwhile, even on a busy
+    // machine: its orchestrator then waits for the turn, which comes before the go.
+    for n in 1..=3 {
+        std::fs::write(
+            dir.join(format!("slow-{n}.toml")),
+            "description = \"a step that takes a while\"\n[actors.a]\nunshare = [\"uts\"]\n\
+             [[steps]]\nactor = \"a\"\nrun = \"sleep 0.3\"\n",
+        )
+        .expect("write a scenario");
+    }
+    let log = dir.join("phases.log");
+    let output = nsconform_with(
+        &["run", "-j", "1", &dir.display().to_string()],
+        &[("NSCONFORM_PHASE_LOG", &log.display().to_string())],
+    );
+    let phases = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    let count = |phase: &str| phases.lines().filter(|l| l.ends_with(phase)).count();
+    assert!(count("runner: scenario held") >= 2, "{phases}");
+    assert!(count("orchestrator: turn came") >= 1, "{phases}");
+    let huge: Vec<&str> = phases
+        .lines()
+        .filter(|l| l.contains("huge code:"))
+        .collect();
+    assert!(!huge.is_empty(), "the fork server tried: {phases}");
+    if huge_pages_on_request() {
+        assert!(
+            huge.iter()
+                .all(|l| l.ends_with("MB moved") && !l.ends_with(" 0 MB moved")),
+            "{huge:?}"
+        );
+    } else {
+        eprintln!("no huge pages on request here: {huge:?}");
+    }
 }

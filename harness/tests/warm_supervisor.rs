@@ -260,3 +260,89 @@ fn a_held_scenario_whose_turn_never_comes_leaves_nothing() {
     assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
     assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
 }
+
+/// A warm supervisor given a turn pipe (`--turns`, descriptors 3 and 4; here a FIFO the
+/// test writes to as the orchestrator of the turn before would).
+fn warm_with_turns(fifo: &std::path::Path) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 3<>"$1" 4>"$1"; shift; exec "$@""#)
+        .arg("sh")
+        .arg(fifo)
+        .arg(env!("CARGO_BIN_EXE_nsconform"))
+        .args(["__supervise", "--warm", "--turns"])
+        .current_dir(repo())
+        .env_remove("NSCONFORM_TOOL_PATH")
+        .env_remove("NSCONFORM_USERLAND")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nsconform")
+}
+
+/// Nanoseconds since the epoch.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+}
+
+/// A held scenario with turn 4 runs once turn 3 ends on its thread's turn pipe, before the
+/// runner's `go`; an older turn's end does not let it run.
+#[test]
+fn a_held_scenario_runs_when_the_turn_before_it_ends() {
+    if !is_root() {
+        eprintln!("skipped: the runner holds only scenarios it checked ready, as root here");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("turns");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let path = dir.path().join("clock.toml");
+    std::fs::write(
+        &path,
+        "description = \"when the command runs\"\n[actors.a]\nunshare = [\"uts\"]\n\
+         [[steps]]\nactor = \"a\"\nrun = \"date +%s%N\"\nstatus = 0\n",
+    )
+    .expect("write the scenario");
+    let mut child = warm_with_turns(&fifo);
+    let line = format!(
+        "{{\"name\":\"held\",\"path\":\"{}\",\"ready\":true,\"hold\":true,\"turn\":4}}\n",
+        path.display()
+    );
+    let stdin = child.stdin.as_mut().expect("stdin");
+    stdin.write_all(line.as_bytes()).expect("tell the scenario");
+    stdin.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut turns = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the FIFO");
+    // Turn 2 ended long ago, unread: not the one before 4.
+    turns.write_all(&2u64.to_le_bytes()).expect("turn 2");
+    std::thread::sleep(Duration::from_millis(200));
+    let turn_3_ended = now_ns();
+    turns.write_all(&3u64.to_le_bytes()).expect("turn 3");
+    std::thread::sleep(Duration::from_millis(300));
+    let go = now_ns();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("go");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(outcome_of(&output), "passed", "{}", text(&output.stdout));
+    let ran_at: u128 = report_of(&output)["steps"][0]["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("a time, not {e}: {}", text(&output.stdout)));
+    assert!(
+        turn_3_ended < ran_at && ran_at < go,
+        "the command ran at {ran_at}: not between the end of turn 3 ({turn_3_ended}) and \
+         the go ({go})"
+    );
+    assert_eq!(cleanup_of(&output), serde_json::json!({ "cleanup": null }));
+}

@@ -78,6 +78,9 @@ enum Commands {
         /// `fork_server.rs`).
         #[arg(long, conflicts_with_all = ["name", "path", "warm"])]
         server: bool,
+        /// Descriptors 3 and 4 are the runner thread's turn pipe (see `turns.rs`).
+        #[arg(long)]
+        turns: bool,
     },
     /// Internal: print, as JSON, why each of these scenarios cannot run here (unmet
     /// requirements), and which of the others may start at once (see `runner/requirements.rs`).
@@ -99,8 +102,12 @@ enum Commands {
 }
 
 /// A supervisor: of the scenario `cold` names (path, name), or else a warm one, which reads
-/// its scenario from standard input. Returns its exit code.
-fn supervise(cold: Option<(&std::path::Path, &str)>) -> i32 {
+/// its scenario from standard input (and hands its thread's `turns` to its orchestrators).
+/// Returns its exit code.
+fn supervise(
+    cold: Option<(&std::path::Path, &str)>,
+    turns: Option<&crate::turns::TurnPipe>,
+) -> i32 {
     // Whatever mask the invoker had, scenarios start from the same state.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     match cold {
@@ -112,7 +119,8 @@ fn supervise(cold: Option<(&std::path::Path, &str)>) -> i32 {
             let mut first = true;
             let mut input = crate::supervisor::Input::default();
             let machine = crate::supervisor::MachineFacts::read();
-            while let Some(supervised) = crate::supervisor::serve_warm(first, &mut input, &machine)
+            while let Some(supervised) =
+                crate::supervisor::serve_warm(first, &mut input, &machine, turns)
             {
                 let last = supervised.last;
                 code = code.max(supervised_output(supervised));
@@ -171,11 +179,13 @@ pub fn main() -> ExitCode {
             path,
             warm,
             server,
+            turns,
         } => {
+            let turns = turns.then(crate::turns::TurnPipe::inherited).flatten();
             let code = match (name, path) {
-                (Some(name), Some(path)) if !warm => supervise(Some((&path, &name))),
-                _ if server => crate::fork_server::serve(&|| supervise(None)),
-                _ => supervise(None),
+                (Some(name), Some(path)) if !warm => supervise(Some((&path, &name)), None),
+                _ if server => crate::fork_server::serve(&|| supervise(None, turns.as_ref())),
+                _ => supervise(None, turns.as_ref()),
             };
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }

@@ -21,6 +21,7 @@ use crate::scenario::model::{Actor, Step};
 use crate::scenario::validate::HOST_ACTOR;
 use crate::scenario::LoadedScenario;
 use crate::template::{self, Placeholder};
+use crate::turns::TurnPipe;
 
 mod observe_step;
 mod start;
@@ -67,6 +68,8 @@ pub(crate) struct Orchestrator<'a> {
     /// Why the scenario cannot run at all (e.g. its stand-in host failed): reported by
     /// [`Orchestrator::run`].
     failure: Option<String>,
+    /// Where to say that the scenario's turn is over, and its number (see `turns.rs`).
+    turn: Option<(&'a TurnPipe, u64)>,
 }
 
 /// A problem that stops the scenario (as opposed to a step whose expectations fail).
@@ -107,12 +110,19 @@ impl<'a> Orchestrator<'a> {
             spare: None,
             ahead: None,
             failure: None,
+            turn: None,
         }
     }
 
     /// Report `reason` rather than run any step: the scenario cannot run at all.
     pub(crate) fn with_failure(mut self, reason: String) -> Self {
         self.failure = Some(reason);
+        self
+    }
+
+    /// Say on `pipe` when the steps of turn `number` are done (see `turns.rs`).
+    pub(crate) fn with_turn(mut self, pipe: Option<&'a TurnPipe>, number: u64) -> Self {
+        self.turn = pipe.filter(|_| number > 0).map(|pipe| (pipe, number));
         self
     }
 
@@ -128,10 +138,38 @@ impl<'a> Orchestrator<'a> {
         1
     }
 
-    /// Run every step; returns the process exit code (0 when all passed).
+    /// Run every step; returns the process exit code (0 when all passed). The scenario's
+    /// turn is over when its steps are, whatever their outcome: the next scenario may run.
     pub(crate) fn run(mut self) -> i32 {
+        let stopped = self.run_steps();
+        crate::phase_log::mark("orchestrator: steps done");
+        if stopped.is_none() {
+            // Let the actors end now (at the end of their control sockets), while the
+            // supervisor reads the last event, instead of being killed one by one when
+            // this PID 1 exits.
+            self.actors.clear();
+        }
+        if let Some((pipe, number)) = self.turn {
+            pipe.end(number);
+        }
+        match stopped {
+            Some(code) => code,
+            None => {
+                self.emit(&Event::Finished);
+                // The supervisor, woken by that event, may be queued behind this process,
+                // whose exit (its address space, its PID namespace) is slow: it reports
+                // first.
+                let _ = nix::sched::sched_yield();
+                0
+            }
+        }
+    }
+
+    /// The steps in order, until one fails: its exit code then, `None` when all passed.
+    fn run_steps(&mut self) -> Option<i32> {
         if let Some(reason) = self.failure.take() {
-            return self.abort(reason);
+            self.emit(&Event::Aborted { step: None, reason });
+            return Some(1);
         }
         if let Some(tool) = &self.loaded.scenario.tool {
             let name = tool.get_ref().clone();
@@ -147,32 +185,24 @@ impl<'a> Orchestrator<'a> {
                     let failed = !record.mismatches.is_empty();
                     self.emit(&Event::StepFinished(record));
                     if failed {
-                        return 1;
+                        return Some(1);
                     }
                 }
                 Err(Abort::Invalid(message)) => {
                     self.emit(&Event::Invalid { message });
-                    return 2;
+                    return Some(2);
                 }
                 Err(Abort::Stop(reason)) => {
                     self.emit(&Event::Aborted {
                         step: Some(number),
                         reason,
                     });
-                    return 1;
+                    return Some(1);
                 }
             }
             reap();
         }
-        crate::phase_log::mark("orchestrator: steps done");
-        // Let the actors end now (at the end of their control sockets), while the supervisor
-        // reads the last event, instead of being killed one by one when this PID 1 exits.
-        self.actors.clear();
-        self.emit(&Event::Finished);
-        // The supervisor, woken by that event, may be queued behind this process, whose exit
-        // (its address space, its PID namespace) is slow: it reports first.
-        let _ = nix::sched::sched_yield();
-        0
+        None
     }
 
     fn emit(&mut self, event: &Event) {

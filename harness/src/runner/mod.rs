@@ -263,7 +263,7 @@ impl Runner {
     /// scenario's own timeout by 30 s is killed, so a bug in the harness cannot hang the
     /// caller either.
     pub fn run(&self, file: &ScenarioFile) -> ScenarioReport {
-        Flight::start(self, file, &|_| {}, false).finish(&|_| {})
+        Flight::start(self, file, &|_| {}, 0, false).finish(&|_| {})
     }
 
     /// Run the scenarios `next` gives, one after another, telling `started` and then `ended`
@@ -286,6 +286,12 @@ impl Runner {
     ) {
         let mut cleaning: Option<Flight<'_>> = None;
         let mut ahead: Option<Ahead<'_, 'f>> = None;
+        // This thread's turns, numbered in the order its scenarios are given out.
+        let mut turns = 0u64;
+        let mut next_turn = || {
+            turns += 1;
+            turns
+        };
         loop {
             let stopped = self.warm.as_ref().is_some_and(|pool| pool.stopped());
             let mut flight = match ahead.take() {
@@ -299,9 +305,9 @@ impl Runner {
                     flight.go();
                     *flight
                 }
-                Some(Ahead::File(file)) => Flight::start(self, file, started, false),
+                Some(Ahead::File(file)) => Flight::start(self, file, started, next_turn(), false),
                 None => match next() {
-                    Some(file) => Flight::start(self, file, started, false),
+                    Some(file) => Flight::start(self, file, started, next_turn(), false),
                     None => break,
                 },
             };
@@ -310,7 +316,13 @@ impl Runner {
             // would run at once, beside this one.
             if self.warm.is_some() {
                 ahead = next().map(|file| match self.ready.contains(&file.path) {
-                    true => Ahead::Held(Box::new(Flight::start(self, file, started, true))),
+                    true => Ahead::Held(Box::new(Flight::start(
+                        self,
+                        file,
+                        started,
+                        next_turn(),
+                        true,
+                    ))),
                     false => Ahead::File(file),
                 });
             }

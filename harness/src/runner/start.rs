@@ -2,7 +2,7 @@
 //! thread's next one started ahead, by its fork server or by an exec), or a cold one.
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use super::process::Supervisor;
 use super::warm_pool::WarmPool;
@@ -12,10 +12,12 @@ use crate::supervisor::{Assignment, GO_LINE};
 /// A supervisor running `file`: a warm one told its scenario (and this thread's next one
 /// started), or else a cold `__supervise` of the file. With `hold` (warm supervisors only,
 /// for a scenario checked ready), the scenario is made ready to run and waits for
-/// [`let_run`] (see [`Assignment::hold`]).
+/// [`let_run`] or the end of the thread's `turn` before it (see [`Assignment::hold`];
+/// `turn` 0: none).
 pub(super) fn start_supervisor(
     runner: &Runner,
     file: &ScenarioFile,
+    turn: u64,
     hold: bool,
 ) -> std::io::Result<Supervisor> {
     let Some(pool) = &runner.warm else {
@@ -37,6 +39,7 @@ pub(super) fn start_supervisor(
             path: file.path.clone(),
             ready: runner.ready.contains(&file.path),
             hold,
+            turn,
             last: pool.none_left(),
         };
         let mut line = serde_json::to_vec(&assignment).map_err(std::io::Error::other)?;
@@ -57,7 +60,7 @@ pub(super) fn start_supervisor(
                 stale.end();
             }
             pool.claim();
-            let mut fresh = exec_warm(runner)?;
+            let mut fresh = exec_warm(runner, pool)?;
             tell(&mut fresh, &line()?, hold)?;
             fresh
         }
@@ -92,11 +95,11 @@ fn start_ahead(runner: &Runner, pool: &WarmPool) -> std::io::Result<Supervisor> 
     let server = || {
         let mut command = runner.command();
         command.args(["__supervise", "--server"]);
-        command
+        with_turns(command, pool)
     };
     let started = match pool.fork(server) {
         Some(forked) => Ok(Supervisor::from_forked(forked)),
-        None => exec_warm(runner),
+        None => exec_warm(runner, pool),
     };
     if background {
         let _ = set_scheduling(this_thread, Scheduling::Normal);
@@ -104,11 +107,20 @@ fn start_ahead(runner: &Runner, pool: &WarmPool) -> std::io::Result<Supervisor> 
     started
 }
 
+/// `command` (a `__supervise`) with this thread's turn pipe, when it has one.
+fn with_turns(mut command: Command, pool: &WarmPool) -> Command {
+    if let Some(fds) = pool.turn_pipe_fds() {
+        crate::sys::give_fds_3_and_4(&mut command, fds);
+        command.arg("--turns");
+    }
+    command
+}
+
 /// Exec a warm supervisor (`__supervise --warm`).
-fn exec_warm(runner: &Runner) -> std::io::Result<Supervisor> {
-    runner
-        .command()
-        .args(["__supervise", "--warm"])
+fn exec_warm(runner: &Runner, pool: &WarmPool) -> std::io::Result<Supervisor> {
+    let mut command = runner.command();
+    command.args(["__supervise", "--warm"]);
+    with_turns(command, pool)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -33,12 +33,15 @@ pub(super) struct Flight<'r> {
 }
 
 impl<'r> Flight<'r> {
-    /// Give `file` to a supervisor, telling `started_fn` its PID. With `hold`, the scenario
-    /// is only made ready to run, ahead of its turn: [`Flight::go`] lets it run.
+    /// Give `file` to a supervisor, telling `started_fn` its PID; `turn` is its number
+    /// among this thread's scenarios (0: none, see `turns.rs`). With `hold`, the scenario
+    /// is only made ready to run, ahead of its turn: [`Flight::go`] lets it run, unless
+    /// the end of the turn before did already.
     pub(super) fn start(
         runner: &'r Runner,
         file: &ScenarioFile,
         started_fn: &dyn Fn(u32),
+        turn: u64,
         hold: bool,
     ) -> Flight<'r> {
         crate::phase_log::mark(match hold {
@@ -46,7 +49,7 @@ impl<'r> Flight<'r> {
             false => "runner: scenario started",
         });
         let started = Instant::now();
-        let child = start_supervisor(runner, file, hold);
+        let child = start_supervisor(runner, file, turn, hold);
         let tracked = child.as_ref().is_ok_and(Supervisor::is_child);
         if let (Ok(child), true) = (&child, tracked) {
             started_fn(child.id());

@@ -21,6 +21,7 @@ use std::thread::ThreadId;
 
 use super::process::Supervisor;
 use crate::fork_server::{ForkServer, Forked};
+use crate::turns::TurnPipe;
 
 /// The warm supervisors of one run.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub(crate) struct WarmPool {
     exiting: Mutex<Vec<Supervisor>>,
     /// Each thread's fork server.
     servers: Mutex<HashMap<ThreadId, ForkServer>>,
+    /// Each thread's turn pipe (see `turns.rs`).
+    turn_pipes: Mutex<HashMap<ThreadId, TurnPipe>>,
     /// No more fork servers: one could not start or fork, or the run was interrupted.
     no_servers: AtomicBool,
     /// The run was interrupted ([`WarmPool::signal_servers`]).
@@ -47,6 +50,7 @@ impl WarmPool {
             ready: Mutex::new(HashMap::new()),
             exiting: Mutex::new(Vec::new()),
             servers: Mutex::new(HashMap::new()),
+            turn_pipes: Mutex::new(HashMap::new()),
             no_servers: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             unclaimed: expected.map(AtomicUsize::new),
@@ -88,6 +92,18 @@ impl WarmPool {
             drop(supervisor.stdin.take());
             self.reap_later(supervisor);
         }
+    }
+
+    /// The two ends of this thread's turn pipe, made the first time; `None` if it cannot
+    /// be made (held scenarios then wait for the runner's go).
+    pub(crate) fn turn_pipe_fds(&self) -> Option<[std::os::fd::RawFd; 2]> {
+        let id = std::thread::current().id();
+        let mut pipes = self.turn_pipes.lock().ok()?;
+        let pipe = match pipes.entry(id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(TurnPipe::new().ok()?),
+        };
+        Some(pipe.raw_fds())
     }
 
     /// A supervisor forked by this thread's fork server (started with `server` the first

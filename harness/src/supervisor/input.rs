@@ -29,9 +29,15 @@ pub(crate) struct Assignment {
     /// The scenario is given out ahead of its turn (only a `ready` one): its orchestrator
     /// loads it, finishes its host and sets up its first actor, and the supervisor then
     /// waits for a line [`GO_LINE`] before anything of the scenario runs (or the end of its
-    /// input: it never runs, and nothing is reported). Default false: it runs at once.
+    /// input: it never runs, and nothing is reported). The orchestrator may go on before
+    /// the line comes, when the runner thread's turn before [`Assignment::turn`] ends (see
+    /// `turns.rs`). Default false: it runs at once.
     #[serde(default)]
     pub(crate) hold: bool,
+    /// The scenario's turn among those of its runner thread, from 1 (see `turns.rs`).
+    /// Default 0: none.
+    #[serde(default)]
+    pub(crate) turn: u64,
     /// The run needs no further scenario from this supervisor: it exits after this one
     /// rather than make another stand-in host. Default false.
     #[serde(default)]

@@ -19,6 +19,7 @@ use crate::pids_limit::DEFAULT_MAX_PROCESSES;
 use crate::scenario::model::HostMode;
 use crate::scenario::LoadedScenario;
 use crate::standin::MachineFacts;
+use crate::turns::TurnPipe;
 
 /// An orchestrator at work, and what holds its processes.
 pub(super) struct Running {
@@ -132,6 +133,7 @@ impl WarmStandIn {
         interrupts: &Interrupts,
         machine: &MachineFacts,
         warm_up: bool,
+        turns: Option<&TurnPipe>,
     ) -> Result<WarmStandIn, String> {
         let mut containment = Containment::create(&machine.cgroups, true, DEFAULT_MAX_PROCESSES);
         let pipes = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -152,6 +154,7 @@ impl WarmStandIn {
                 crate::sys::exit_forked(in_standin(
                     Scenario::Told {
                         pipe: go_in,
+                        turns,
                         warm_up,
                     },
                     events_out,
@@ -170,21 +173,23 @@ impl WarmStandIn {
         }
     }
 
-    /// Tell the orchestrator the path of its scenario, so it loads it and finishes its host
-    /// while this process checks the scenario, and with `ready` (the runner checked it
-    /// before the run) let it run the scenario as soon as it has, or with `hold` too, set up
-    /// its first actor and wait for [`WarmStandIn::let_run`]. Unless it is to `hold`, it is
+    /// Tell the orchestrator the path of its scenario and its `turn` (see `turns.rs`), so
+    /// it loads it and finishes its host while this process checks the scenario, and with
+    /// `ready` (the runner checked it before the run) let it run the scenario as soon as it
+    /// has, or with `hold` too, set up its first actor and wait for
+    /// [`WarmStandIn::let_run`] or the end of the turn before. Unless it is to `hold`, it is
     /// brought back to the normal scheduling first (the runner starts warm supervisors in
     /// the background; a held scenario's preparation stays there until its turn); false
     /// when that fails.
-    pub(super) fn announce(&mut self, path: &Path, ready: bool, hold: bool) -> bool {
+    pub(super) fn announce(&mut self, path: &Path, turn: u64, ready: bool, hold: bool) -> bool {
         if !hold {
             if let Err(e) = crate::sys::bring_back(self.child) {
                 eprintln!("nsconform: the warm orchestrator's scheduling: {e}");
                 return false;
             }
         }
-        let mut line = path.as_os_str().as_bytes().to_vec();
+        let mut line = format!("{turn} ").into_bytes();
+        line.extend_from_slice(path.as_os_str().as_bytes());
         line.push(b'\n');
         match (ready, hold) {
             (true, false) => {

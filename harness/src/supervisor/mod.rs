@@ -37,6 +37,7 @@ use crate::scenario::model::HostMode;
 use crate::scenario::{load_file, LoadError, LoadedScenario};
 pub(crate) use crate::standin::MachineFacts;
 use crate::sys::Scheduling;
+use crate::turns::TurnPipe;
 use crate::{probe, requires};
 
 /// A scenario's time limit when it does not set one.
@@ -140,6 +141,7 @@ pub(crate) fn serve_warm(
     first: bool,
     input: &mut Input,
     machine: &MachineFacts,
+    turns: Option<&TurnPipe>,
 ) -> Option<Supervised> {
     if !first {
         let _ = crate::sys::step_aside(nix::unistd::Pid::from_raw(0), Scheduling::Background);
@@ -152,7 +154,7 @@ pub(crate) fn serve_warm(
         let assignment = input.assignment(None)?;
         return Some(supervise(&assignment.path, &assignment.name));
     };
-    let mut warm = WarmStandIn::start(&session.interrupts, &machine, first).ok();
+    let mut warm = WarmStandIn::start(&session.interrupts, &machine, first, turns).ok();
     if first {
         warm_up();
     }
@@ -164,10 +166,14 @@ pub(crate) fn serve_warm(
         return None;
     };
     crate::phase_log::mark("supervisor: scenario received");
-    if warm
-        .as_mut()
-        .is_some_and(|warm| !warm.announce(&assignment.path, assignment.ready, assignment.hold))
-    {
+    if warm.as_mut().is_some_and(|warm| {
+        !warm.announce(
+            &assignment.path,
+            assignment.turn,
+            assignment.ready,
+            assignment.hold,
+        )
+    }) {
         if let Some(warm) = warm.take() {
             warm.discard();
         }

@@ -8,9 +8,12 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::launch::{GO, HOLD};
 use super::{open_sources, standin_rootless};
@@ -21,6 +24,7 @@ use crate::payload::offers::Sources;
 use crate::report::Event;
 use crate::scenario::{load_file, LoadedScenario};
 use crate::standin::{self, MachineFacts};
+use crate::turns::TurnPipe;
 
 /// The scenario of a stand-in orchestrator.
 pub(super) enum Scenario<'a> {
@@ -31,6 +35,8 @@ pub(super) enum Scenario<'a> {
     Told {
         /// The pipe.
         pipe: OwnedFd,
+        /// The runner thread's turn pipe, if the supervisor has one (see `turns.rs`).
+        turns: Option<&'a TurnPipe>,
         /// Whether to warm up while waiting (see [`super::warm_up`]): in the first stand-in
         /// a supervisor makes. Later ones are forked from a supervisor that has run a
         /// scenario, and most get theirs ahead of its turn, off its path.
@@ -89,10 +95,12 @@ pub(super) fn in_standin(
     let mut go = None;
     let (loaded, sources) = match scenario {
         Scenario::Known(loaded, sources) => (loaded, sources),
-        Scenario::Told { pipe, .. } => {
+        Scenario::Told { pipe, turns, .. } => {
             let mut pipe = GoPipe {
                 file: File::from(pipe),
                 pending: Vec::new(),
+                turn: 0,
+                turns,
             };
             match pipe.scenario() {
                 Ok(None) => return 0,
@@ -124,6 +132,9 @@ pub(super) fn in_standin(
         Err(reason) => Orchestrator::new(loaded, File::from(events), ids, Default::default())
             .with_failure(reason),
     };
+    if let Some(go) = &go {
+        orchestrator = orchestrator.with_turn(go.turns, go.turn);
+    }
     // Before the scenario's turn (or the supervisor's check), only what the first step
     // would do first anyway: set up its actor (see `Orchestrator::start_first_actor`).
     if go.as_ref().is_none_or(GoPipe::requirements_hold) {
@@ -156,16 +167,23 @@ pub(super) fn on_real_host(
     }
 }
 
-/// The pipe a warm orchestrator is told its scenario on.
-struct GoPipe {
+/// The pipe a warm orchestrator is told its scenario on: a line `TURN PATH` (its turn's
+/// number, 0 for none, and the scenario file), then [`GO`] or [`HOLD`] when the scenario's
+/// requirements hold (nothing yet when the supervisor checks them first), then [`GO`] when
+/// it may run.
+struct GoPipe<'a> {
     file: File,
-    /// Bytes read past the path's line.
+    /// Bytes read past the line.
     pending: Vec<u8>,
+    /// The scenario's turn (see `turns.rs`; 0: none).
+    turn: u64,
+    /// The runner thread's turn pipe.
+    turns: Option<&'a TurnPipe>,
 }
 
-impl GoPipe {
-    /// Wait for the scenario's path, then load it and find what it uses. `None` when the
-    /// pipe closes first.
+impl GoPipe<'_> {
+    /// Wait for the scenario's turn and path, then load it and find what it uses. `None`
+    /// when the pipe closes first.
     fn scenario(&mut self) -> Result<Option<(LoadedScenario, Sources)>, String> {
         let mut line = Vec::new();
         let end = loop {
@@ -182,7 +200,13 @@ impl GoPipe {
         };
         self.pending = line.split_off(end + 1);
         line.truncate(end);
-        let path = PathBuf::from(std::ffi::OsString::from_vec(line));
+        let told = || format!("a told scenario is `TURN PATH`: {}", line.escape_ascii());
+        let space = line.iter().position(|b| *b == b' ').ok_or_else(told)?;
+        self.turn = std::str::from_utf8(&line[..space])
+            .ok()
+            .and_then(|turn| turn.parse().ok())
+            .ok_or_else(told)?;
+        let path = PathBuf::from(std::ffi::OsString::from_vec(line[space + 1..].to_vec()));
         crate::phase_log::mark("orchestrator: told");
         let loaded = load_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let sources = open_sources(&loaded)?;
@@ -195,13 +219,49 @@ impl GoPipe {
         matches!(self.pending.first(), Some(&GO | &HOLD))
     }
 
-    /// Wait until the scenario may run (true: [`GO`]) or will not (false: end of file).
+    /// Wait until the scenario may run (true: [`GO`], or for a held one the end of the
+    /// turn before its own) or will not (false: end of file).
     fn may_run(&mut self) -> bool {
-        if std::mem::take(&mut self.pending).contains(&GO) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.contains(&GO) {
             return true;
+        }
+        let waits_for = match (pending.first(), self.turns) {
+            (Some(&HOLD), Some(turns)) if self.turn > 1 => Some((turns, self.turn - 1)),
+            _ => None,
+        };
+        if let Some((turns, previous)) = waits_for {
+            // Its preparation is done; waiting takes no CPU, and the turn may come from
+            // the last scenario's orchestrator rather than the supervisor, which is how the
+            // scheduling comes back otherwise.
+            let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(0));
+            if turns.has_ended(previous) {
+                crate::phase_log::mark("orchestrator: turn came");
+                return true;
+            }
         }
         let mut byte = [0u8; 1];
         loop {
+            if let Some((turns, previous)) = waits_for {
+                let mut fds = [
+                    PollFd::new(self.file.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(turns.readable(), PollFlags::POLLIN),
+                ];
+                if let Err(e) = poll(&mut fds, PollTimeout::NONE) {
+                    if e != Errno::EINTR {
+                        return false;
+                    }
+                }
+                let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+                let (told, turned) = (ready(&fds[0]), ready(&fds[1]));
+                if turned && turns.has_ended(previous) {
+                    crate::phase_log::mark("orchestrator: turn came");
+                    return true;
+                }
+                if !told {
+                    continue;
+                }
+            }
             match self.file.read(&mut byte) {
                 Ok(1) if byte[0] == GO => return true,
                 Ok(1) => {}
@@ -228,13 +288,16 @@ mod tests {
     use std::io::Write;
 
     use super::GoPipe;
+    use crate::turns::TurnPipe;
 
-    fn pipe_with(bytes: &[u8]) -> GoPipe {
+    fn pipe_with(bytes: &[u8]) -> GoPipe<'static> {
         let (read, write) = nix::unistd::pipe().expect("pipe");
         File::from(write).write_all(bytes).expect("write");
         GoPipe {
             file: File::from(read),
             pending: Vec::new(),
+            turn: 0,
+            turns: None,
         }
     }
 
@@ -261,12 +324,19 @@ mod tests {
         TempScenario(path)
     }
 
+    /// What a supervisor tells: `TURN PATH`, a newline, then `after`.
+    fn told(turn: u64, file: &TempScenario, after: &[u8]) -> Vec<u8> {
+        let mut told = format!("{turn} ").into_bytes();
+        told.extend_from_slice(file.0.as_os_str().as_encoded_bytes());
+        told.push(b'\n');
+        told.extend_from_slice(after);
+        told
+    }
+
     #[test]
     fn the_path_then_one_byte_lets_the_scenario_run() {
         let file = scenario_file();
-        let mut told = file.0.as_os_str().as_encoded_bytes().to_vec();
-        told.extend_from_slice(b"\ny");
-        let mut pipe = pipe_with(&told);
+        let mut pipe = pipe_with(&told(0, &file, b"y"));
         let (loaded, _) = pipe.scenario().expect("loads").expect("a scenario");
         assert_eq!(loaded.scenario.steps.len(), 1);
         assert!(pipe.may_run());
@@ -275,20 +345,68 @@ mod tests {
     #[test]
     fn the_path_then_the_end_does_not_run_it() {
         let file = scenario_file();
-        let mut told = file.0.as_os_str().as_encoded_bytes().to_vec();
-        told.push(b'\n');
-        let mut pipe = pipe_with(&told);
+        let mut pipe = pipe_with(&told(0, &file, b""));
         assert!(pipe.scenario().expect("loads").is_some());
         assert!(!pipe.may_run());
     }
 
     #[test]
-    fn nothing_told_is_no_scenario_and_a_bad_path_an_error() {
+    fn a_held_scenario_runs_when_the_turn_before_it_ends() {
+        let file = scenario_file();
+        let turns = TurnPipe::new().expect("turn pipe");
+        // The go pipe stays open (no go, no end of file): only the turn lets it run.
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        File::from(write.try_clone().expect("dup"))
+            .write_all(&told(5, &file, b"h"))
+            .expect("write");
+        let mut pipe = GoPipe {
+            file: File::from(read),
+            pending: Vec::new(),
+            turn: 0,
+            turns: Some(&turns),
+        };
+        assert!(pipe.scenario().expect("loads").is_some());
+        assert_eq!(pipe.turn, 5);
+        // Turns 2 and 3 were left unread; turn 4 ends a little later.
+        turns.end(2);
+        turns.end(3);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                turns.end(4);
+            });
+            assert!(pipe.may_run());
+        });
+        drop(write);
+    }
+
+    #[test]
+    fn a_held_scenario_without_its_turn_waits_for_go_or_the_end() {
+        let file = scenario_file();
+        let turns = TurnPipe::new().expect("turn pipe");
+        turns.end(1);
+        let mut pipe = pipe_with(&told(3, &file, b"h"));
+        pipe.turns = Some(&turns);
+        assert!(pipe.scenario().expect("loads").is_some());
+        assert!(!pipe.may_run(), "turn 1 is not the one before 3");
+        let mut pipe = pipe_with(&told(3, &file, b"hy"));
+        pipe.turns = Some(&turns);
+        assert!(pipe.scenario().expect("loads").is_some());
+        assert!(pipe.may_run(), "the supervisor's go");
+    }
+
+    #[test]
+    fn nothing_told_is_no_scenario_and_a_bad_line_an_error() {
         assert!(pipe_with(b"").scenario().expect("no error").is_none());
-        let error = pipe_with(b"/nonexistent/told.toml\n")
+        let error = pipe_with(b"0 /nonexistent/told.toml\n")
             .scenario()
             .map(|told| told.is_some())
             .expect_err("an error");
         assert!(error.contains("/nonexistent/told.toml"), "{error}");
+        let error = pipe_with(b"/no/turn.toml\n")
+            .scenario()
+            .map(|told| told.is_some())
+            .expect_err("an error");
+        assert!(error.contains("TURN PATH"), "{error}");
     }
 }
