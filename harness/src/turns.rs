@@ -42,7 +42,7 @@ impl TurnPipe {
     }
 
     /// Its read and write ends, to hand to a supervisor as [`INHERITED`] (see
-    /// `sys::give_fds`).
+    /// `sys::give_fds_3_and_4`).
     pub(crate) fn raw_fds(&self) -> [RawFd; 2] {
         [self.read.as_raw_fd(), self.write.as_raw_fd()]
     }

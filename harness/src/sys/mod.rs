@@ -1,9 +1,12 @@
 //! The syscall seam: the only module with `unsafe`.
 //!
 //! Everything here is a thin, documented wrapper over a call that `nix` does not offer safely
-//! (fork-like `clone`, `pidfd_open`, capability-bounding `prctl`, interface-flag `ioctl`, the
-//! new mount calls, `clone3`, the namespace `ioctl`s) or offers only as `unsafe` (`fork`).
-//! Callers must be single-threaded where a function says so; [`fork`] checks it.
+//! (fork-like `clone`, `pidfd_open`, capability-bounding `prctl`, interface-flag `ioctl`,
+//! `clone3`, the namespace `ioctl`s, `_exit`) or offers only as `unsafe` (`fork`); its
+//! submodules group the rest: scheduling policies (`scheduling`), the new mount calls
+//! (`mounts`), what a `Command` does between fork and exec (`exec`), and huge-page copies of
+//! mappings (`memory`). Callers must be single-threaded where a function says so; [`fork`]
+//! checks it.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -11,6 +14,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
+
+mod exec;
+mod memory;
+mod mounts;
+mod scheduling;
+
+pub(crate) use exec::{die_with_this_process, empty_signal_mask_before_exec, give_fds_3_and_4};
+pub(crate) use memory::replace_with_huge_copy;
+pub(crate) use mounts::{mount_setattr_idmap, move_mount_to, open_tree_clone};
+pub(crate) use scheduling::{bring_back, scheduling_of, set_scheduling, step_aside, Scheduling};
 
 /// `CLONE_NEWTIME`, which `nix` does not name.
 pub(crate) const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
@@ -137,92 +150,6 @@ pub(crate) fn fork_into_cgroup(
     fork_result(ret)
 }
 
-/// How a process (or thread) is scheduled, see [`set_scheduling`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheduling {
-    /// `SCHED_OTHER` at nice 0: the usual.
-    Normal,
-    /// `SCHED_OTHER` at nice 19: work done ahead (warm supervisors), which yields to the
-    /// scenario in flight yet still gets its share on a loaded machine.
-    Background,
-    /// `SCHED_IDLE`: it runs only on CPU time nothing else wants, and any normal process
-    /// that wakes up preempts it at once (for brief work only: load can starve it).
-    Idle,
-}
-
-/// The nice value a [`Scheduling::Background`] process has.
-const BACKGROUND_NICE: i32 = 19;
-
-/// The scheduling of process or thread `pid` (0: the calling thread); `None` for anything
-/// else (another policy or nice value), which callers leave alone.
-pub(crate) fn scheduling_of(pid: Pid) -> nix::Result<Option<Scheduling>> {
-    // SAFETY: sched_getscheduler takes a plain integer and touches no memory of ours.
-    let policy = unsafe { libc::sched_getscheduler(pid.as_raw()) };
-    if policy == -1 {
-        return Err(nix::errno::Errno::last());
-    }
-    if policy == libc::SCHED_IDLE {
-        return Ok(Some(Scheduling::Idle));
-    }
-    if policy != libc::SCHED_OTHER {
-        return Ok(None);
-    }
-    nix::errno::Errno::clear();
-    // SAFETY: getpriority takes plain integers and touches no memory of ours.
-    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, pid.as_raw() as libc::id_t) };
-    // -1 is a valid nice value: only errno tells an error.
-    if nice == -1 && nix::errno::Errno::last_raw() != 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(match nice {
-        0 => Some(Scheduling::Normal),
-        BACKGROUND_NICE => Some(Scheduling::Background),
-        _ => None,
-    })
-}
-
-/// Bring process `pid` back to [`Scheduling::Normal`] if it is in the background or idle;
-/// anything else (e.g. the nice value the harness itself was started with) is left alone.
-pub(crate) fn bring_back(pid: Pid) -> nix::Result<()> {
-    match scheduling_of(pid)? {
-        Some(Scheduling::Background | Scheduling::Idle) => set_scheduling(pid, Scheduling::Normal),
-        _ => Ok(()),
-    }
-}
-
-/// Put process or thread `pid` (0: the calling thread) in `to` for a while, when it is in
-/// the normal scheduling and this process is root: only root can come back ([`bring_back`]),
-/// and any other scheduling is the user's choice, left alone. Whether it did.
-pub(crate) fn step_aside(pid: Pid, to: Scheduling) -> bool {
-    nix::unistd::geteuid().is_root()
-        && scheduling_of(pid).is_ok_and(|s| s == Some(Scheduling::Normal))
-        && set_scheduling(pid, to).is_ok()
-}
-
-/// Set the scheduling of process or thread `pid` (0: the calling thread). Coming back to
-/// `Normal` needs `CAP_SYS_NICE` (or a high enough `RLIMIT_NICE`).
-pub(crate) fn set_scheduling(pid: Pid, scheduling: Scheduling) -> nix::Result<()> {
-    let (policy, nice) = match scheduling {
-        Scheduling::Normal => (libc::SCHED_OTHER, Some(0)),
-        Scheduling::Background => (libc::SCHED_OTHER, Some(BACKGROUND_NICE)),
-        Scheduling::Idle => (libc::SCHED_IDLE, None),
-    };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param that outlives the call, which only reads it.
-    if unsafe { libc::sched_setscheduler(pid.as_raw(), policy, &param) } == -1 {
-        return Err(nix::errno::Errno::last());
-    }
-    if let Some(nice) = nice {
-        // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        let ret =
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, pid.as_raw() as libc::id_t, nice) };
-        if ret == -1 {
-            return Err(nix::errno::Errno::last());
-        }
-    }
-    Ok(())
-}
-
 /// `pidfd_open(2)`: a file descriptor that becomes readable when `pid` exits.
 pub(crate) fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; the result is checked before use.
@@ -248,84 +175,6 @@ pub(crate) fn pidfd_send_signal(
             signal as libc::c_int,
             std::ptr::null::<libc::siginfo_t>(),
             0,
-        )
-    };
-    if ret < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
-}
-
-/// A path as the C string a system call takes (`EINVAL` if it holds a NUL byte).
-fn c_path(path: &std::path::Path) -> nix::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)
-}
-
-/// `open_tree(2)` with `OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC`: a detached copy of the mount at
-/// `path` (that mount only, not the ones below it), which nothing sees until it is attached.
-pub(crate) fn open_tree_clone(path: &std::path::Path) -> nix::Result<OwnedFd> {
-    let path = c_path(path)?;
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    // SAFETY: `path` is a NUL-terminated string that outlives the call; the other arguments
-    // are integers. The result is checked before use.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
-}
-
-/// `mount_setattr(2)` with `MOUNT_ATTR_IDMAP` on the detached mount `mount` itself: its files
-/// appear with their owners mapped through the user namespace `userns`.
-pub(crate) fn mount_setattr_idmap(
-    mount: std::os::fd::BorrowedFd<'_>,
-    userns: std::os::fd::BorrowedFd<'_>,
-) -> nix::Result<()> {
-    use std::os::fd::AsRawFd;
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: the empty path is a NUL-terminated static string, and `attr` is a fully
-    // initialised mount_attr that outlives the call, passed with its exact size; the kernel
-    // only reads both.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mount.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
-}
-
-/// `move_mount(2)`: attach the detached mount `mount` at `target`.
-pub(crate) fn move_mount_to(
-    mount: std::os::fd::BorrowedFd<'_>,
-    target: &std::path::Path,
-) -> nix::Result<()> {
-    use std::os::fd::AsRawFd;
-    let target = c_path(target)?;
-    // SAFETY: both paths are NUL-terminated strings that outlive the call; the other
-    // arguments are integers.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mount.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
     if ret < 0 {
@@ -513,66 +362,6 @@ fn namespace_ioctl(file: &std::fs::File, request: libc::c_ulong) -> nix::Result<
     Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }
 
-/// Make `command` start with an empty signal mask. Commands must not inherit the agent's
-/// blocked `SIGCHLD` (kept for its signalfd): a shell would then wait forever in `wait`.
-pub(crate) fn empty_signal_mask_before_exec(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec; sigemptyset and pthread_sigmask are
-    // async-signal-safe, allocate nothing, and only touch the stack-local set.
-    unsafe {
-        command.pre_exec(|| {
-            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(set.as_mut_ptr());
-            if libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Make the program `command` starts receive SIGKILL when this process's thread that
-/// started it ends (`PR_SET_PDEATHSIG`), and not start at all when this process is gone
-/// already by then.
-pub(crate) fn die_with_this_process(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = nix::unistd::getpid().as_raw();
-    // SAFETY: the closure runs between fork and exec; prctl and getppid are
-    // async-signal-safe and allocate nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(io::Error::other("the parent ended before the start"));
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Give the program `command` starts the descriptors `fds` as 3 and 4 (without
-/// close-on-exec there); this process's own stay as they are.
-pub(crate) fn give_fds_3_and_4(command: &mut std::process::Command, fds: [std::os::fd::RawFd; 2]) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec in the child, on its own copies of the
-    // descriptors; fcntl, dup2 and close are async-signal-safe, and it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            // First above both targets, so that neither target overwrites the other source.
-            let above = fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 5));
-            for (target, fd) in [3, 4].into_iter().zip(above) {
-                if fd == -1 || libc::dup2(fd, target) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                libc::close(fd);
-            }
-            Ok(())
-        });
-    }
-}
-
 /// `setdomainname(2)`: the NIS domain name of the caller's UTS namespace. (Writing
 /// `/proc/sys/kernel/domainname` is refused inside a user namespace, whose root does not own
 /// that file.)
@@ -582,100 +371,6 @@ pub(crate) fn setdomainname(name: &str) -> nix::Result<()> {
     let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     if ret == -1 {
         return Err(nix::errno::Errno::last());
-    }
-    Ok(())
-}
-
-/// `MADV_COLLAPSE` (Linux 6.1), which `libc` does not name: make a range huge pages now.
-const MADV_COLLAPSE: libc::c_int = 25;
-
-/// Replace what maps `span` (2 MB-aligned) with anonymous huge pages holding a copy of the
-/// bytes now at `content` (page-aligned, inside `span`, readable) at the same addresses,
-/// read-only, and executable if `executable`; the rest of the span reads as zeros. For the
-/// executable's own read-only segments (`huge_code.rs`): the caller checked that nothing
-/// else is mapped in `span` and that `content` is never written. Refused with `EDEADLK` in
-/// a multithreaded process; on any error the old mapping stays.
-pub(crate) fn replace_with_huge_copy(
-    span: std::ops::Range<usize>,
-    content: std::ops::Range<usize>,
-    executable: bool,
-) -> io::Result<()> {
-    const HUGE_PAGE: usize = 2 << 20;
-    ensure_single_threaded()?;
-    let length = span.len();
-    // A 2 MB-aligned stretch of fresh memory: map one huge page more and trim.
-    // SAFETY: a new private anonymous mapping at an address the kernel picks touches
-    // nothing that exists.
-    let raw = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            length + HUGE_PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if raw == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let raw = raw as usize;
-    let copy = raw.next_multiple_of(HUGE_PAGE);
-    let unmap = |start: usize, length: usize| {
-        if length > 0 {
-            // SAFETY: only parts of the mapping made above, which nothing else uses.
-            unsafe { libc::munmap(start as *mut libc::c_void, length) };
-        }
-    };
-    unmap(raw, copy - raw);
-    unmap(copy + length, raw + length + HUGE_PAGE - (copy + length));
-    let fail = |error: io::Error| {
-        unmap(copy, length);
-        Err(error)
-    };
-    let area = copy as *mut libc::c_void;
-    // Huge pages from the first touch where the system allows it; MADV_COLLAPSE below
-    // decides.
-    // SAFETY: advice on the mapping made above.
-    unsafe { libc::madvise(area, length, libc::MADV_HUGEPAGE) };
-    // SAFETY: `content` is readable (the caller's contract), the destination lies inside
-    // the new writable mapping (`content` is inside `span`, which has its length), and
-    // the two do not overlap (the new mapping is fresh).
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            content.start as *const u8,
-            (copy + content.start - span.start) as *mut u8,
-            content.len(),
-        );
-    }
-    // SAFETY: advice on the mapping made above.
-    if unsafe { libc::madvise(area, length, MADV_COLLAPSE) } != 0 {
-        return fail(io::Error::last_os_error());
-    }
-    let protection = if executable {
-        libc::PROT_READ | libc::PROT_EXEC
-    } else {
-        libc::PROT_READ
-    };
-    // SAFETY: changes only the mapping made above, which nothing else uses.
-    if unsafe { libc::mprotect(area, length, protection) } != 0 {
-        return fail(io::Error::last_os_error());
-    }
-    // SAFETY: moves the copy over `span` in one step; every address there that was mapped
-    // (only the executable's read-only mapping, per the caller) reads the same bytes after
-    // as before, so code running from it, this function's callers included, goes on
-    // unchanged. The process is single-threaded (checked above).
-    let moved = unsafe {
-        libc::mremap(
-            area,
-            length,
-            length,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            span.start as *mut libc::c_void,
-        )
-    };
-    if moved == libc::MAP_FAILED {
-        return fail(io::Error::last_os_error());
     }
     Ok(())
 }
