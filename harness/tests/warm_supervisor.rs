@@ -12,8 +12,14 @@ use std::time::{Duration, Instant};
 use common::{cgroups_of, repo, text};
 
 fn warm() -> Child {
-    Command::new(env!("CARGO_BIN_EXE_nsconform"))
-        .args(["__supervise", "--warm"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nsconform"));
+    command.args(["__supervise", "--warm"]);
+    start(command)
+}
+
+/// Start `command` (that execs a warm supervisor) from the repository, as the runner does.
+fn start(mut command: Command) -> Child {
+    command
         .current_dir(repo())
         .env_remove("NSCONFORM_TOOL_PATH")
         .env_remove("NSCONFORM_USERLAND")
@@ -213,37 +219,46 @@ fn a_held_scenario_runs_only_after_its_go() {
 
 fn held_scenario_runs_only_after_its_go(ready: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("clock.toml");
+    let path = clock_scenario(dir.path());
+    let mut child = warm();
+    hold_with(&mut child, "held", &path.display().to_string(), ready);
+    // Time for the stand-in, the scenario's load and its actor's setup.
+    std::thread::sleep(Duration::from_millis(300));
+    let before_go = now_ns();
+    let ran_at = go_and_wait(child);
+    assert!(
+        ran_at > before_go,
+        "the command ran at {ran_at}, before its go at {before_go} (ready: {ready})"
+    );
+}
+
+/// A scenario whose one step prints when it runs (`date +%s%N`), written in `dir`.
+fn clock_scenario(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("clock.toml");
     std::fs::write(
         &path,
         "description = \"when the command runs\"\n[actors.a]\nunshare = [\"uts\"]\n\
          [[steps]]\nactor = \"a\"\nrun = \"date +%s%N\"\nstatus = 0\n",
     )
     .expect("write the scenario");
-    let mut child = warm();
-    hold_with(&mut child, "held", &path.display().to_string(), ready);
-    // Time for the stand-in, the scenario's load and its actor's setup.
-    std::thread::sleep(Duration::from_millis(300));
-    let before_go = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
+    path
+}
+
+/// Send the held [`clock_scenario`] of `child` its go, wait for the end, check that it
+/// passed and left nothing, and return when its command ran.
+fn go_and_wait(mut child: Child) -> u128 {
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"go\n").expect("go");
     drop(stdin);
     let output = child.wait_with_output().expect("wait");
     assert_eq!(outcome_of(&output), "passed", "{}", text(&output.stdout));
-    let ran_at: u128 = report_of(&output)["steps"][0]["stdout"]
+    assert_eq!(cleanup_of(&output), serde_json::json!({ "cleanup": null }));
+    report_of(&output)["steps"][0]["stdout"]
         .as_str()
         .unwrap_or_default()
         .trim()
         .parse()
-        .unwrap_or_else(|e| panic!("a time, not {e}: {}", text(&output.stdout)));
-    assert!(
-        ran_at > before_go,
-        "the command ran at {ran_at}, before its go at {before_go} (ready: {ready})"
-    );
-    assert_eq!(cleanup_of(&output), serde_json::json!({ "cleanup": null }));
+        .unwrap_or_else(|e| panic!("a time, not {e}: {}", text(&output.stdout)))
 }
 
 /// A held scenario whose turn never comes (the run stopped) is not run nor reported, and its
@@ -264,21 +279,15 @@ fn a_held_scenario_whose_turn_never_comes_leaves_nothing() {
 /// A warm supervisor given a turn pipe (`--turns`, descriptors 3 and 4; here a FIFO the
 /// test writes to as the orchestrator of the turn before would).
 fn warm_with_turns(fifo: &std::path::Path) -> Child {
-    Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(r#"exec 3<>"$1" 4>"$1"; shift; exec "$@""#)
         .arg("sh")
         .arg(fifo)
         .arg(env!("CARGO_BIN_EXE_nsconform"))
-        .args(["__supervise", "--warm", "--turns"])
-        .current_dir(repo())
-        .env_remove("NSCONFORM_TOOL_PATH")
-        .env_remove("NSCONFORM_USERLAND")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nsconform")
+        .args(["__supervise", "--warm", "--turns"]);
+    start(command)
 }
 
 /// Nanoseconds since the epoch.
@@ -301,13 +310,7 @@ fn a_held_scenario_runs_when_the_turn_before_it_ends() {
     let fifo = dir.path().join("turns");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
-    let path = dir.path().join("clock.toml");
-    std::fs::write(
-        &path,
-        "description = \"when the command runs\"\n[actors.a]\nunshare = [\"uts\"]\n\
-         [[steps]]\nactor = \"a\"\nrun = \"date +%s%N\"\nstatus = 0\n",
-    )
-    .expect("write the scenario");
+    let path = clock_scenario(dir.path());
     let mut child = warm_with_turns(&fifo);
     let line = format!(
         "{{\"name\":\"held\",\"path\":\"{}\",\"ready\":true,\"hold\":true,\"turn\":4}}\n",
@@ -328,21 +331,10 @@ fn a_held_scenario_runs_when_the_turn_before_it_ends() {
     turns.write_all(&3u64.to_le_bytes()).expect("turn 3");
     std::thread::sleep(Duration::from_millis(300));
     let go = now_ns();
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"go\n").expect("go");
-    drop(stdin);
-    let output = child.wait_with_output().expect("wait");
-    assert_eq!(outcome_of(&output), "passed", "{}", text(&output.stdout));
-    let ran_at: u128 = report_of(&output)["steps"][0]["stdout"]
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("a time, not {e}: {}", text(&output.stdout)));
+    let ran_at = go_and_wait(child);
     assert!(
         turn_3_ended < ran_at && ran_at < go,
         "the command ran at {ran_at}: not between the end of turn 3 ({turn_3_ended}) and \
          the go ({go})"
     );
-    assert_eq!(cleanup_of(&output), serde_json::json!({ "cleanup": null }));
 }
