@@ -132,12 +132,6 @@ impl<'a> Orchestrator<'a> {
         self
     }
 
-    /// Report that the scenario cannot run at all, e.g. the stand-in host failed.
-    pub(crate) fn abort(mut self, reason: String) -> i32 {
-        self.emit(&Event::Aborted { step: None, reason });
-        1
-    }
-
     /// Run every step; returns the process exit code (0 when all passed). The scenario's
     /// turn is over when its steps are, whatever their outcome: the next scenario may run.
     pub(crate) fn run(mut self) -> i32 {

@@ -161,9 +161,9 @@ pub(super) fn on_real_host(
     });
     match offered {
         Ok(offers) => Orchestrator::new(loaded, File::from(events), ids, offers).run(),
-        Err(reason) => {
-            Orchestrator::new(loaded, File::from(events), ids, Default::default()).abort(reason)
-        }
+        Err(reason) => Orchestrator::new(loaded, File::from(events), ids, Default::default())
+            .with_failure(reason)
+            .run(),
     }
 }
 
@@ -230,30 +230,18 @@ impl GoPipe<'_> {
             (Some(&HOLD), Some(turns)) if self.turn > 1 => Some((turns, self.turn - 1)),
             _ => None,
         };
-        if let Some((turns, previous)) = waits_for {
+        if waits_for.is_some() {
             // Its preparation is done; waiting takes no CPU, and the turn may come from
             // the last scenario's orchestrator rather than the supervisor, which is how the
             // scheduling comes back otherwise.
             let _ = crate::sys::bring_back(nix::unistd::Pid::from_raw(0));
-            if turns.has_ended(previous) {
-                crate::phase_log::mark("orchestrator: turn came");
-                return true;
-            }
         }
         let mut byte = [0u8; 1];
         loop {
             if let Some((turns, previous)) = waits_for {
-                let mut fds = [
-                    PollFd::new(self.file.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(turns.readable(), PollFlags::POLLIN),
-                ];
-                if let Err(e) = poll(&mut fds, PollTimeout::NONE) {
-                    if e != Errno::EINTR {
-                        return false;
-                    }
-                }
-                let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-                let (told, turned) = (ready(&fds[0]), ready(&fds[1]));
+                let Ok((told, turned)) = readable(&self.file, turns) else {
+                    return false;
+                };
                 if turned && turns.has_ended(previous) {
                     crate::phase_log::mark("orchestrator: turn came");
                     return true;
@@ -270,6 +258,21 @@ impl GoPipe<'_> {
             }
         }
     }
+}
+
+/// Wait until the go pipe `file` or the turn pipe `turns` has something to read; which do
+/// (both false after a signal).
+fn readable(file: &File, turns: &TurnPipe) -> nix::Result<(bool, bool)> {
+    let mut fds = [
+        PollFd::new(file.as_fd(), PollFlags::POLLIN),
+        PollFd::new(turns.readable(), PollFlags::POLLIN),
+    ];
+    match poll(&mut fds, PollTimeout::NONE) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(e),
+    }
+    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    Ok((ready(&fds[0]), ready(&fds[1])))
 }
 
 /// Report an abort before there is a scenario to build an [`Orchestrator`] from.
