@@ -10,6 +10,10 @@
 #             it printed, N times in one shell, per iteration
 #   floor     the same loop with unshare(1) replaced by ci/bench/floor.c: one unshare(2),
 #             the maps, a fork and a fresh /proc when a PID namespace is new, the exec
+# and the CPU time of each per scenario: user and system time of every process the run
+# waited for (the harness's, the stand-in's, the commands'), not the kernel's own workers
+# (e.g. the teardown of network namespaces); on 2 cores, a harness whose CPU time per
+# scenario is near twice its wall time is bound by CPU, not by waiting;
 # then the whole suite at 1 and 2 parallel trials with peak memory, and, for each cached
 # kernel (`nsconform kernels list`), the VM round trip of one scenario (`nsconform vm`, from
 # the command's start to its exit) against the bare boot of the same kernel with the same
@@ -53,47 +57,74 @@ check_hostname() {
 
 now_us() { echo $(($(date +%s%N) / 1000)); }
 
-# The wall time in µs of one run of "$@" (it must succeed).
+# "WALL CPU" in µs for one run of "$@" (it must succeed): the wall time, and the user and
+# system time of the processes it waited for. Run in a subshell of its own (`$(...)`), so
+# `times` counts exactly that run; $EPOCHREALTIME, not date(1), so no other process counts.
 time_us() {
-  local start
-  start=$(now_us)
+  local start end cpu
+  start=${EPOCHREALTIME/./}
   if ! "$@" >/dev/null 2>"$work/stderr"; then
     echo "ci/bench.sh: failed: $*" >&2
     cat "$work/stderr" >&2
     exit 1
   fi
-  echo $(($(now_us) - start))
+  end=${EPOCHREALTIME/./}
+  # The second line of `times`: the children's user and system time, as 0m0.123s. Into a
+  # file: in a pipe, `times` would run in a new process, which has no children yet.
+  times >"$work/times"
+  cpu=$(awk 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, part, /[ms]/); t += part[1] * 60 + part[2] }
+    printf "%d", t * 1000000 }' "$work/times")
+  echo "$((10#$end - 10#$start)) $cpu"
 }
 least() { if [ -z "$1" ] || [ "$2" -lt "$1" ]; then echo "$2"; else echo "$1"; fi; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-row() { printf '%-6s %14s %14s %14s %14s %14s %14s\n' "$@"; }
+row() {
+  printf '%-6s' "$1"
+  shift
+  printf ' %14s' "$@"
+  echo
+}
+cpu_rows=()
 bench() {
   local name=$1 unshare=$2 kinds=$3 dir="$work/$1"
   mkdir -p "$dir"
   for i in $(seq 1 "$n"); do cp "ci/bench/$name.toml" "$(printf '%s/%s-%03d.toml' "$dir" "$name" "$i")"; done
-  local one="" all="" script="" fl="" per
+  local -A wall=() cpu=()
+  local figure measured
   # Each round measures all four, one after the other, so that the machine's drift (see
   # docs/performance.md) weighs on each alike; each figure is its best round.
   for _ in $(seq 1 "$rounds"); do
-    one=$(least "$one" "$(time_us "$bin" run -j 1 "$dir/$name-001.toml")")
-    all=$(least "$all" "$(time_us "$bin" run -j 1 "$dir")")
-    script=$(least "$script" "$(time_us env ENTER="unshare $unshare" sh "ci/bench/$name.sh" "$n")")
-    check_hostname "the script for $name"
-    fl=$(least "$fl" "$(time_us env ENTER="$floor $kinds" sh "ci/bench/$name.sh" "$n")")
-    check_hostname "the floor for $name"
+    for figure in one all script floor; do
+      case $figure in
+        one) measured=$(time_us "$bin" run -j 1 "$dir/$name-001.toml") ;;
+        all) measured=$(time_us "$bin" run -j 1 "$dir") ;;
+        script) measured=$(time_us env ENTER="unshare $unshare" sh "ci/bench/$name.sh" "$n") ;;
+        floor) measured=$(time_us env ENTER="$floor $kinds" sh "ci/bench/$name.sh" "$n") ;;
+      esac
+      [ "$figure" = one ] || [ "$figure" = all ] || check_hostname "the $figure for $name"
+      wall[$figure]=$(least "${wall[$figure]:-}" "${measured% *}")
+      cpu[$figure]=$(least "${cpu[$figure]:-}" "${measured#* }")
+    done
   done
-  per=$(((all - one) / (n - 1)))
-  script=$((script / n))
-  fl=$((fl / n))
-  row "$name" "$(ms "$per") ms" "$(ms "$one") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
+  local per=$(((wall[all] - wall[one]) / (n - 1))) script=$((wall[script] / n)) fl=$((wall[floor] / n))
+  row "$name" "$(ms "$per") ms" "$(ms "${wall[one]}") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
     "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")"
+  local cpu_per=$(((cpu[all] - cpu[one]) / (n - 1))) cpu_script=$((cpu[script] / n))
+  cpu_rows+=("$(row "$name" "$(ms "$cpu_per") ms" "$(ms "$((cpu[script] / n))") ms" \
+    "$(ms "$((cpu[floor] / n))") ms" "$(ratio "$cpu_per" "$cpu_script")" "$(ratio "$cpu_per" "$per")")")
 }
 if wanted scenarios; then
   row scenario "harness" "one file" "script" "floor" "harness/script" "harness/floor"
   bench uts "--uts" uts
   bench full "-Uurnmipf --mount-proc" user,uts,net,mount,ipc,pid,proc
+  echo
+  echo "CPU time per scenario (user + system of the processes each run waited for):"
+  row scenario "harness" "script" "floor" "harness/script" "harness CPU/wall"
+  printf '%s\n' "${cpu_rows[@]}"
   echo
 fi
 

@@ -5,7 +5,7 @@
 //! `clone3`, the namespace `ioctl`s, `_exit`) or offers only as `unsafe` (`fork`); its
 //! submodules group the rest: scheduling policies (`scheduling`), the new mount calls
 //! (`mounts`), what a `Command` does between fork and exec (`exec`), and huge-page copies of
-//! mappings (`memory`). Callers must be single-threaded where a function says so; [`fork`]
+//! mappings (`memory`), and how many threads this process has (`threads`). Callers must be single-threaded where a function says so; [`fork`]
 //! checks it.
 #![allow(unsafe_code)]
 
@@ -19,34 +19,17 @@ mod exec;
 mod memory;
 mod mounts;
 mod scheduling;
+mod threads;
 
 pub(crate) use exec::{die_with_this_process, empty_signal_mask_before_exec, give_fds_3_and_4};
 pub(crate) use memory::replace_with_huge_copy;
 pub(crate) use mounts::{mount_setattr_idmap, move_mount_to, open_tree_clone};
 pub(crate) use scheduling::{bring_back, scheduling_of, set_scheduling, step_aside, Scheduling};
+use threads::ensure_single_threaded;
+pub(crate) use threads::thread_count;
 
 /// `CLONE_NEWTIME`, which `nix` does not name.
 pub(crate) const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
-
-/// How many threads this process has, from `/proc/self/status`.
-pub(crate) fn thread_count() -> io::Result<usize> {
-    use std::io::Read;
-    // Room for the whole file up front: one read instead of a growing series.
-    let mut status = String::with_capacity(4096);
-    std::fs::File::open("/proc/self/status")?.read_to_string(&mut status)?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
-}
-
-fn ensure_single_threaded() -> nix::Result<()> {
-    match thread_count() {
-        Ok(1) => Ok(()),
-        _ => Err(nix::errno::Errno::EDEADLK),
-    }
-}
 
 /// End a forked process with `code`: flush Rust's standard output, then `_exit(2)`. Not
 /// `exit(3)`, whose handlers (the C library's and the loader's clean-up) belong to the
