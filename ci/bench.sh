@@ -114,7 +114,7 @@ bench() {
   row "$name" "$(ms "$per") ms" "$(ms "${wall[one]}") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
     "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")"
   local cpu_per=$(((cpu[all] - cpu[one]) / (n - 1))) cpu_script=$((cpu[script] / n))
-  cpu_rows+=("$(row "$name" "$(ms "$cpu_per") ms" "$(ms "$((cpu[script] / n))") ms" \
+  cpu_rows+=("$(row "$name" "$(ms "$cpu_per") ms" "$(ms "$cpu_script") ms" \
     "$(ms "$((cpu[floor] / n))") ms" "$(ratio "$cpu_per" "$cpu_script")" "$(ratio "$cpu_per" "$per")")")
 }
 if wanted scenarios; then
