@@ -191,14 +191,16 @@ fn sigterm_while_it_waits_removes_its_stand_in_host() {
 /// Tell `child` a scenario ahead of its turn (`"hold":true`, as the runner does for the
 /// scenario after the one in flight); its input stays open.
 fn hold(child: &mut Child, name: &str, path: &str) {
-    hold_with(child, name, path, true);
+    hold_with(child, name, path, true, 0);
 }
 
 /// [`hold`], saying whether the runner found the scenario ready (the runner holds only
-/// those; one that is not still waits for its go, and is checked here after it).
-fn hold_with(child: &mut Child, name: &str, path: &str, ready: bool) {
-    let line =
-        format!("{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":{ready},\"hold\":true}}\n");
+/// those; one that is not still waits for its go, and is checked here after it), and its
+/// `turn` among its runner thread's scenarios (0: none, see `turns.rs`).
+fn hold_with(child: &mut Child, name: &str, path: &str, ready: bool, turn: u64) {
+    let line = format!(
+        "{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":{ready},\"hold\":true,\"turn\":{turn}}}\n"
+    );
     let stdin = child.stdin.as_mut().expect("stdin");
     stdin.write_all(line.as_bytes()).expect("tell the scenario");
     stdin.flush().expect("flush");
@@ -221,7 +223,7 @@ fn held_scenario_runs_only_after_its_go(ready: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = clock_scenario(dir.path());
     let mut child = warm();
-    hold_with(&mut child, "held", &path.display().to_string(), ready);
+    hold_with(&mut child, "held", &path.display().to_string(), ready, 0);
     // Time for the stand-in, the scenario's load and its actor's setup.
     std::thread::sleep(Duration::from_millis(300));
     let before_go = now_ns();
@@ -312,13 +314,7 @@ fn a_held_scenario_runs_when_the_turn_before_it_ends() {
     assert!(made.success());
     let path = clock_scenario(dir.path());
     let mut child = warm_with_turns(&fifo);
-    let line = format!(
-        "{{\"name\":\"held\",\"path\":\"{}\",\"ready\":true,\"hold\":true,\"turn\":4}}\n",
-        path.display()
-    );
-    let stdin = child.stdin.as_mut().expect("stdin");
-    stdin.write_all(line.as_bytes()).expect("tell the scenario");
-    stdin.flush().expect("flush");
+    hold_with(&mut child, "held", &path.display().to_string(), true, 4);
     std::thread::sleep(Duration::from_millis(300));
     let mut turns = std::fs::OpenOptions::new()
         .write(true)

@@ -4,9 +4,9 @@
 //! (fork-like `clone`, `pidfd_open`, capability-bounding `prctl`, interface-flag `ioctl`,
 //! `clone3`, the namespace `ioctl`s, `_exit`) or offers only as `unsafe` (`fork`); its
 //! submodules group the rest: scheduling policies (`scheduling`), the new mount calls
-//! (`mounts`), what a `Command` does between fork and exec (`exec`), and huge-page copies of
-//! mappings (`memory`), and how many threads this process has (`threads`). Callers must be single-threaded where a function says so; [`fork`]
-//! checks it.
+//! (`mounts`), what a `Command` does between fork and exec (`exec`), huge-page copies of
+//! mappings (`memory`), and how many threads this process has (`threads`). Callers must be
+//! single-threaded where a function says so; [`fork`] checks it.
 #![allow(unsafe_code)]
 
 use std::io;
