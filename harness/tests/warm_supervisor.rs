@@ -199,7 +199,8 @@ fn hold(child: &mut Child, name: &str, path: &str) {
 /// `turn` among its runner thread's scenarios (0: none, see `turns.rs`).
 fn hold_with(child: &mut Child, name: &str, path: &str, ready: bool, turn: u64) {
     let line = format!(
-        "{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":{ready},\"hold\":true,\"turn\":{turn}}}\n"
+        "{{\"name\":\"{name}\",\"path\":\"{path}\",\"ready\":{ready},\
+         \"hold\":true,\"turn\":{turn}}}\n"
     );
     let stdin = child.stdin.as_mut().expect("stdin");
     stdin.write_all(line.as_bytes()).expect("tell the scenario");
