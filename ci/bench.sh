@@ -10,6 +10,11 @@
 #             it printed, N times in one shell, per iteration
 #   floor     the same loop with unshare(1) replaced by ci/bench/floor.c: one unshare(2),
 #             the maps, a fork and a fresh /proc when a PID namespace is new, the exec
+#   stand-in floor
+#             the floor inside a minimal stand-in host, made for every iteration as the
+#             harness makes one for every scenario (`floor standin,...`: six namespaces, a
+#             fork, fresh /proc, /sys, /run, /tmp, /dev/shm, /dev/mqueue, the loopback up):
+#             what a safe run costs at least, done one step after the other
 # and the CPU time of each per scenario: user and system time of every process the run
 # waited for (the harness's, the stand-in's, the commands'), not the kernel's own workers
 # (e.g. the teardown of network namespaces); on 2 cores, a harness whose CPU time per
@@ -19,7 +24,7 @@
 # the command's start to its exit) against the bare boot of the same kernel with the same
 # QEMU settings and initramfs (`nsconform vm --boot-only`: QEMU's start to its exit).
 # Every figure is the best of $ROUNDS rounds (default 3; $VM_ROUNDS, default 2, for VMs);
-# a round measures a scenario's four figures one after the other.
+# a round measures a scenario's five figures one after the other.
 # $PARTS picks what to measure (default "scenarios suite vm"). $BIN measures that build of
 # `nsconform` instead of building this tree's (to compare two builds, alternate them: this
 # machine's speed drifts).
@@ -85,7 +90,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 row() {
   printf '%-6s' "$1"
   shift
-  printf ' %14s' "$@"
+  printf ' %16s' "$@"
   echo
 }
 cpu_rows=()
@@ -95,15 +100,16 @@ bench() {
   for i in $(seq 1 "$n"); do cp "ci/bench/$name.toml" "$(printf '%s/%s-%03d.toml' "$dir" "$name" "$i")"; done
   local -A wall=() cpu=()
   local figure measured
-  # Each round measures all four, one after the other, so that the machine's drift (see
+  # Each round measures all five, one after the other, so that the machine's drift (see
   # docs/performance.md) weighs on each alike; each figure is its best round.
   for _ in $(seq 1 "$rounds"); do
-    for figure in one all script floor; do
+    for figure in one all script floor standin; do
       case $figure in
         one) measured=$(time_us "$bin" run -j 1 "$dir/$name-001.toml") ;;
         all) measured=$(time_us "$bin" run -j 1 "$dir") ;;
         script) measured=$(time_us env ENTER="unshare $unshare" sh "ci/bench/$name.sh" "$n") ;;
         floor) measured=$(time_us env ENTER="$floor $kinds" sh "ci/bench/$name.sh" "$n") ;;
+        standin) measured=$(time_us env ENTER="$floor standin,$kinds" sh "ci/bench/$name.sh" "$n") ;;
       esac
       [ "$figure" = one ] || [ "$figure" = all ] || check_hostname "the $figure for $name"
       wall[$figure]=$(least "${wall[$figure]:-}" "${measured% *}")
@@ -111,19 +117,22 @@ bench() {
     done
   done
   local per=$(((wall[all] - wall[one]) / (n - 1))) script=$((wall[script] / n)) fl=$((wall[floor] / n))
+  local standin=$((wall[standin] / n))
   row "$name" "$(ms "$per") ms" "$(ms "${wall[one]}") ms" "$(ms "$script") ms" "$(ms "$fl") ms" \
-    "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")"
+    "$(ms "$standin") ms" "$(ratio "$per" "$script")" "$(ratio "$per" "$fl")" "$(ratio "$per" "$standin")"
   local cpu_per=$(((cpu[all] - cpu[one]) / (n - 1))) cpu_script=$((cpu[script] / n))
   cpu_rows+=("$(row "$name" "$(ms "$cpu_per") ms" "$(ms "$cpu_script") ms" \
-    "$(ms "$((cpu[floor] / n))") ms" "$(ratio "$cpu_per" "$cpu_script")" "$(ratio "$cpu_per" "$per")")")
+    "$(ms "$((cpu[floor] / n))") ms" "$(ms "$((cpu[standin] / n))") ms" \
+    "$(ratio "$cpu_per" "$cpu_script")" "$(ratio "$cpu_per" "$per")")")
 }
 if wanted scenarios; then
-  row scenario "harness" "one file" "script" "floor" "harness/script" "harness/floor"
+  row scenario "harness" "one file" "script" "floor" "stand-in floor" "harness/script" \
+    "harness/floor" "harness/stand-in"
   bench uts "--uts" uts
   bench full "-Uurnmipf --mount-proc" user,uts,net,mount,ipc,pid,proc
   echo
   echo "CPU time per scenario (user + system of the processes each run waited for):"
-  row scenario "harness" "script" "floor" "harness/script" "harness CPU/wall"
+  row scenario "harness" "script" "floor" "stand-in floor" "harness/script" "harness CPU/wall"
   printf '%s\n' "${cpu_rows[@]}"
   echo
 fi
