@@ -60,7 +60,7 @@ check_hostname() {
   fi
 }
 
-now_us() { echo $(($(date +%s%N) / 1000)); }
+now_us() { echo "${EPOCHREALTIME/./}"; }
 
 # "WALL CPU" in µs for one run of "$@" (it must succeed): the wall time, and the user and
 # system time of the processes it waited for. Run in a subshell of its own (`$(...)`), so

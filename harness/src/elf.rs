@@ -174,7 +174,7 @@ pub(crate) mod tests {
         elf[32..40].copy_from_slice(&64u64.to_le_bytes());
         elf[54..56].copy_from_slice(&56u16.to_le_bytes());
         elf[56..58].copy_from_slice(&2u16.to_le_bytes());
-        elf[64..68].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        elf[64..68].copy_from_slice(&PT_LOAD.to_le_bytes());
         let note_ph = 64 + 56;
         elf[note_ph..note_ph + 4].copy_from_slice(&PT_NOTE.to_le_bytes());
         let offset = elf.len() as u64;

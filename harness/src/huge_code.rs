@@ -21,8 +21,8 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The size of a huge page (x86-64 PMD).
-const HUGE_PAGE: usize = 2 << 20;
+use crate::sys::HUGE_PAGE;
+
 /// The size of a page, as file offsets.
 const PAGE: u64 = 4096;
 

@@ -57,8 +57,8 @@ impl TurnPipe {
             let stat = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
             stat.file_type().is_fifo().then(|| (stat.dev(), stat.ino()))
         };
-        let same_pipe = pipe_inode(read).is_some() && pipe_inode(read) == pipe_inode(write);
-        if !same_pipe {
+        let read_inode = pipe_inode(read);
+        if read_inode.is_none() || read_inode != pipe_inode(write) {
             return None;
         }
         let pipe = TurnPipe {

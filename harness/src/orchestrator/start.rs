@@ -34,10 +34,8 @@ impl Orchestrator<'_> {
     /// be ready: a request sent on [`Launched::control`] meanwhile waits in its socket
     /// until it is (its setup reads nothing there).
     pub(super) fn launch(&mut self, name: &str) -> Result<Launched, StartError> {
-        if self.ahead.as_ref().is_some_and(|(ahead, _)| ahead == name) {
-            if let Some((_, launched)) = self.ahead.take() {
-                return launched;
-            }
+        if let Some((_, launched)) = self.ahead.take_if(|(ahead, _)| ahead == name) {
+            return launched;
         }
         let default = Actor::default();
         let def = if name == HOST_ACTOR {

@@ -7,6 +7,9 @@ use super::ensure_single_threaded;
 /// `MADV_COLLAPSE` (Linux 6.1), which `libc` does not name: make a range huge pages now.
 const MADV_COLLAPSE: libc::c_int = 25;
 
+/// The size of a huge page (x86-64 PMD).
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
 /// Replace what maps `span` (2 MB-aligned) with anonymous huge pages holding a copy of the
 /// bytes now at `content` (page-aligned, inside `span`, readable) at the same addresses,
 /// read-only, and executable if `executable`; the rest of the span reads as zeros. For the
@@ -18,7 +21,6 @@ pub(crate) fn replace_with_huge_copy(
     content: std::ops::Range<usize>,
     executable: bool,
 ) -> io::Result<()> {
-    const HUGE_PAGE: usize = 2 << 20;
     ensure_single_threaded()?;
     let length = span.len();
     // A 2 MB-aligned stretch of fresh memory: map one huge page more and trim.

@@ -22,7 +22,7 @@ mod scheduling;
 mod threads;
 
 pub(crate) use exec::{die_with_this_process, empty_signal_mask_before_exec, give_fds_3_and_4};
-pub(crate) use memory::replace_with_huge_copy;
+pub(crate) use memory::{replace_with_huge_copy, HUGE_PAGE};
 pub(crate) use mounts::{mount_setattr_idmap, move_mount_to, open_tree_clone};
 pub(crate) use scheduling::{bring_back, scheduling_of, set_scheduling, step_aside, Scheduling};
 use threads::ensure_single_threaded;
