@@ -15,10 +15,13 @@
 #             harness makes one for every scenario (`floor standin,...`: six namespaces, a
 #             fork, fresh /proc, /sys, /run, /tmp, /dev/shm, /dev/mqueue, the loopback up):
 #             what a safe run costs at least, done one step after the other
-# and the CPU time of each per scenario: user and system time of every process the run
-# waited for (the harness's, the stand-in's, the commands'), not the kernel's own workers
-# (e.g. the teardown of network namespaces); on 2 cores, a harness whose CPU time per
-# scenario is near twice its wall time is bound by CPU, not by waiting;
+# and the CPU time of each per scenario: user and system time of every process of the run
+# (the harness's, the stand-in's, the commands'), from `cpu.stat` of a cgroup v2 the bench
+# makes for its runs (the harness makes its scenarios' cgroups below the one it runs in), not
+# the kernel's own workers (e.g. the teardown of network namespaces); without a writable
+# cgroup v2, bash's `times`, which misses processes no one waited for (those killed with a
+# PID namespace's init); on 2 cores, a harness whose CPU time per scenario is near twice its
+# wall time is bound by CPU, not by waiting;
 # then the whole suite at 1 and 2 parallel trials with peak memory, and, for each cached
 # kernel (`nsconform kernels list`), the VM round trip of one scenario (`nsconform vm`, from
 # the command's start to its exit) against the bare boot of the same kernel with the same
@@ -46,7 +49,19 @@ fi
 floor="$target/release/floor"
 cc -O2 -Wall -o "$floor" ci/bench/floor.c
 work=$(mktemp -d /var/tmp/nsconform-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# The cgroup whose cpu.stat gives CPU time (see above): made under the bench's own cgroup v2,
+# each measured run moves into it, and it goes at the end.
+cpu_cgroup=""
+cgroup2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+own_cgroup=$(sed -n 's/^0:://p' /proc/self/cgroup)
+if [ -n "$cgroup2" ] && [ -n "$own_cgroup" ]; then
+  cpu_cgroup="${cgroup2%/}${own_cgroup%/}/nsconform-bench-$$"
+  if ! mkdir "$cpu_cgroup" 2>/dev/null || ! (echo "$BASHPID" >"$cpu_cgroup/cgroup.procs") 2>/dev/null; then
+    rmdir "$cpu_cgroup" 2>/dev/null || true
+    cpu_cgroup=""
+  fi
+fi
+trap 'rm -rf "$work"; [ -z "$cpu_cgroup" ] || rmdir "$cpu_cgroup"' EXIT
 
 # The scripts and the floor change the hostname inside their new namespaces only; check
 # that the machine's did not change, after each of them.
@@ -62,11 +77,26 @@ check_hostname() {
 
 now_us() { echo "${EPOCHREALTIME/./}"; }
 
+# $usage: usage_usec of $cpu_cgroup, read without starting a process.
+usage=0
+read_usage() {
+  local key value
+  while read -r key value; do
+    if [ "$key" = usage_usec ]; then usage=$value; fi
+  done <"$cpu_cgroup/cpu.stat"
+}
+
 # "WALL CPU" in µs for one run of "$@" (it must succeed): the wall time, and the user and
-# system time of the processes it waited for. Run in a subshell of its own (`$(...)`), so
-# `times` counts exactly that run; $EPOCHREALTIME, not date(1), so no other process counts.
+# system time of its processes. Run in a subshell of its own (`$(...)`), which moves into
+# $cpu_cgroup, or else whose `times` counts exactly that run; $EPOCHREALTIME, not date(1),
+# so no other process counts.
 time_us() {
-  local start end cpu
+  local start end cpu before=""
+  if [ -n "$cpu_cgroup" ]; then
+    echo "$BASHPID" >"$cpu_cgroup/cgroup.procs"
+    read_usage
+    before=$usage
+  fi
   start=${EPOCHREALTIME/./}
   if ! "$@" >/dev/null 2>"$work/stderr"; then
     echo "ci/bench.sh: failed: $*" >&2
@@ -74,13 +104,18 @@ time_us() {
     exit 1
   fi
   end=${EPOCHREALTIME/./}
-  # The second line of `times`: the children's user and system time, as 0m0.123s. Into a
-  # file: in a pipe, `times` would run in a new process, which has no children yet.
-  times >"$work/times"
-  cpu=$(awk 'NR == 2 {
-    t = 0
-    for (i = 1; i <= 2; i++) { split($i, part, /[ms]/); t += part[1] * 60 + part[2] }
-    printf "%d", t * 1000000 }' "$work/times")
+  if [ -n "$cpu_cgroup" ]; then
+    read_usage
+    cpu=$((usage - before))
+  else
+    # The second line of `times`: the children's user and system time, as 0m0.123s. Into a
+    # file: in a pipe, `times` would run in a new process, which has no children yet.
+    times >"$work/times"
+    cpu=$(awk 'NR == 2 {
+      t = 0
+      for (i = 1; i <= 2; i++) { split($i, part, /[ms]/); t += part[1] * 60 + part[2] }
+      printf "%d", t * 1000000 }' "$work/times")
+  fi
   echo "$((10#$end - 10#$start)) $cpu"
 }
 least() { if [ -z "$1" ] || [ "$2" -lt "$1" ]; then echo "$2"; else echo "$1"; fi; }
@@ -131,7 +166,11 @@ if wanted scenarios; then
   bench uts "--uts" uts
   bench full "-Uurnmipf --mount-proc" user,uts,net,mount,ipc,pid,proc
   echo
-  echo "CPU time per scenario (user + system of the processes each run waited for):"
+  if [ -n "$cpu_cgroup" ]; then
+    echo "CPU time per scenario (user + system of every process of each run, from cpu.stat):"
+  else
+    echo "CPU time per scenario (user + system of the processes each run waited for; no cgroup v2 here):"
+  fi
   row scenario "harness" "script" "floor" "stand-in floor" "harness/script" "harness CPU/wall"
   printf '%s\n' "${cpu_rows[@]}"
   echo
