@@ -248,15 +248,10 @@ fn collect(mut child: Child, input: &str) -> Reply {
 
 /// Read once into `buffer`; false at end of file or when nothing more is available.
 fn read_some(fd: &OwnedFd, buffer: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 16384];
-    match nix::unistd::read(fd, &mut chunk) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            let room = OUTPUT_LIMIT.saturating_sub(buffer.len());
-            buffer.extend_from_slice(&chunk[..n.min(room)]);
-            true
-        }
-    }
+    let read = crate::sys::read_appending(fd, buffer, 16384);
+    // Past the limit the rest is read and dropped, so the command never blocks on a full pipe.
+    buffer.truncate(OUTPUT_LIMIT);
+    read.is_ok_and(|n| n > 0)
 }
 
 fn set_nonblocking(fd: impl AsFd) -> nix::Result<()> {
@@ -271,4 +266,25 @@ fn text(bytes: Vec<u8>) -> String {
         text.push_str("\n[nsconform: output truncated at 1 MiB]\n");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_the_limit_is_read_and_dropped() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let total = OUTPUT_LIMIT + 100_000;
+        // The writer would block on a full pipe if the reader stopped at the limit.
+        let writing = std::thread::spawn(move || {
+            let mut file = std::fs::File::from(writer);
+            std::io::Write::write_all(&mut file, &vec![b'x'; total]).is_ok()
+        });
+        let mut buffer = Vec::new();
+        while read_some(&reader, &mut buffer) {}
+        assert!(writing.join().unwrap());
+        assert_eq!(buffer.len(), OUTPUT_LIMIT);
+        assert!(text(buffer).ends_with("[nsconform: output truncated at 1 MiB]\n"));
+    }
 }

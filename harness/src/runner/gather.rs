@@ -123,14 +123,7 @@ pub(super) fn gather(
 
 /// Read once into `buffer`; false at end of file, on an error, or when nothing is there.
 fn read_once(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 16384];
-    match nix::unistd::read(fd, &mut chunk) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buffer.extend_from_slice(&chunk[..n]);
-            true
-        }
-    }
+    crate::sys::read_appending(fd, buffer, 16384).is_ok_and(|n| n > 0)
 }
 
 #[cfg(test)]

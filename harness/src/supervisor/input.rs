@@ -2,7 +2,6 @@
 //! (an [`Assignment`]), and for a scenario given out ahead of its turn
 //! ([`Assignment::hold`]), a later line [`GO_LINE`] when its turn comes.
 
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
@@ -93,12 +92,11 @@ impl Input {
                 return None;
             }
             drop(fds);
-            // As large as the standard library's buffer, which it then bypasses: what was
+            // Straight from the descriptor, past the standard library's buffer: what was
             // read is all here, where the next poll cannot miss it.
-            let mut chunk = [0u8; 8192];
-            match stdin.lock().read(&mut chunk) {
+            match crate::sys::read_appending(stdin.as_fd(), &mut self.pending, 8192) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
             }
         }
     }

@@ -190,11 +190,9 @@ impl GoPipe<'_> {
             if let Some(end) = line.iter().position(|b| *b == b'\n') {
                 break end;
             }
-            let mut chunk = [0u8; 4096];
-            match self.file.read(&mut chunk) {
+            match crate::sys::read_appending(&self.file, &mut line, 4096) {
                 Ok(0) => return Ok(None),
-                Ok(n) => line.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(format!("reading the scenario's path: {e}")),
             }
         };

@@ -135,11 +135,9 @@ pub(super) fn watch(
             }
             Ok(Woken::Ready) => {}
         }
-        let mut chunk = [0u8; 65536];
-        match nix::unistd::read(&events, &mut chunk) {
+        match crate::sys::read_appending(&events, &mut buffer, 65536) {
             Ok(0) => break,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(Errno::EINTR) => {}
+            Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => break,
         }
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {

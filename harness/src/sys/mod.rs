@@ -5,7 +5,8 @@
 //! `clone3`, the namespace `ioctl`s, `_exit`) or offers only as `unsafe` (`fork`); its
 //! submodules group the rest: scheduling policies (`scheduling`), the new mount calls
 //! (`mounts`), what a `Command` does between fork and exec (`exec`), huge-page copies of
-//! mappings (`memory`), and how many threads this process has (`threads`). Callers must be
+//! mappings (`memory`), reads into a buffer's spare room (`reads`), and how many threads this
+//! process has (`threads`). Callers must be
 //! single-threaded where a function says so; [`fork`] checks it.
 #![allow(unsafe_code)]
 
@@ -18,12 +19,14 @@ use nix::unistd::{ForkResult, Pid};
 mod exec;
 mod memory;
 mod mounts;
+mod reads;
 mod scheduling;
 mod threads;
 
 pub(crate) use exec::{die_with_this_process, empty_signal_mask_before_exec, give_fds_3_and_4};
 pub(crate) use memory::{replace_with_huge_copy, HUGE_PAGE};
 pub(crate) use mounts::{mount_setattr_idmap, move_mount_to, open_tree_clone};
+pub(crate) use reads::read_appending;
 pub(crate) use scheduling::{bring_back, scheduling_of, set_scheduling, step_aside, Scheduling};
 use threads::ensure_single_threaded;
 pub(crate) use threads::thread_count;
