@@ -1,7 +1,6 @@
 //! Probes of newer system calls and namespace interfaces: pidfds, `clone3`, `setns` with a
 //! pidfd, the nsfs `NS_GET_USERNS` ioctl, and time namespace clock offsets.
 
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -68,7 +67,7 @@ pub(super) fn try_ns_get_userns() -> Result<(), String> {
     unshare_as_harness(CloneFlags::CLONE_NEWUTS)?;
     let uts = std::fs::File::open("/proc/self/ns/uts")
         .map_err(|e| io_failed("open /proc/self/ns/uts", &e))?;
-    let owner = sys::ns_get_userns(uts.as_fd())
+    let owner = sys::namespace_owner(&uts)
         .map_err(|e| failed("ioctl(/proc/self/ns/uts, NS_GET_USERNS)", e))?;
     let owner = std::fs::File::from(owner)
         .metadata()

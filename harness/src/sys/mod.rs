@@ -6,8 +6,8 @@
 //! submodules group the rest: scheduling policies (`scheduling`), the new mount calls
 //! (`mounts`), what a `Command` does between fork and exec (`exec`), huge-page copies of
 //! mappings (`memory`), reads into a buffer's spare room (`reads`), and how many threads this
-//! process has (`threads`). Callers must be
-//! single-threaded where a function says so; [`fork`] checks it.
+//! process has (`threads`). Callers must be single-threaded where a function says so;
+//! [`fork`] checks it.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -188,20 +188,6 @@ pub(crate) fn clone3_with_undersized_args() -> nix::errno::Errno {
         return nix::errno::Errno::UnknownErrno;
     }
     nix::errno::Errno::last()
-}
-
-/// `ioctl(NS_GET_USERNS)`: a descriptor for the user namespace that owns the namespace `ns`
-/// (a `/proc/PID/ns/*` descriptor).
-pub(crate) fn ns_get_userns(ns: std::os::fd::BorrowedFd<'_>) -> nix::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: NS_GET_USERNS takes no argument and touches no memory of ours; the result is
-    // checked before use.
-    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Drop every capability from the bounding set (needs `CAP_SETPCAP`; call before `setuid`).
