@@ -3,8 +3,9 @@
 //! One boot runs every selected scenario. KVM is tried first when `/dev/kvm` opens; when the
 //! guest does not come up with it (QEMU fails, or init has not started after
 //! [`KVM_BOOT_LIMIT`]) the same boot is started again under TCG, and that is said. A boot that
-//! ends without results (QEMU crashed, the guest panicked, the transfer was cut) is retried
-//! once, saying why; a boot that ran out of time is not, since a second one would too.
+//! ends without results (QEMU crashed, the guest panicked, the transfer was cut, or a TCG boot
+//! had not reached init after [`TCG_BOOT_LIMIT`]) is retried once, saying why; a boot that ran
+//! out of time is not, since a second one would too.
 //!
 //! With `--boot-only` the guest's init powers off as soon as it starts: the boot is the bare
 //! boot of the kernel with the same QEMU settings and initramfs, for comparison with a run.
@@ -26,6 +27,20 @@ use crate::results::VmRun;
 
 /// How long a KVM boot may take to reach init before KVM counts as unusable.
 const KVM_BOOT_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a TCG boot may take to reach init before it counts as stuck: it is stopped and
+/// retried once. Stock kernels reach init in 2–4 s under TCG here; a stuck one was seen
+/// spinning with an empty console until the whole command's time limit.
+const TCG_BOOT_LIMIT: Duration = Duration::from_secs(120);
+
+/// The boot limit of a boot under `accel` when `choice` was asked for (see
+/// [`Watch::boot_limit`]): a KVM boot is bounded only when TCG is there to fall back on.
+fn boot_limit(accel: Accel, choice: AccelChoice) -> Option<Duration> {
+    match accel {
+        Accel::Kvm => (choice == AccelChoice::Auto).then_some(KVM_BOOT_LIMIT),
+        Accel::Tcg => Some(TCG_BOOT_LIMIT),
+    }
+}
 
 /// Exit status when the VM gave no results (as `nsconform run` uses 1 for failures).
 pub(super) const NO_RESULTS: u8 = 1;
@@ -199,8 +214,7 @@ fn boot_and_collect(plan: &mut Plan, work: &Path, deadline: Instant) -> (u8, Opt
         let watch = Watch {
             dir: &dir,
             deadline,
-            boot_limit: (accel == Accel::Kvm && plan.accel == AccelChoice::Auto)
-                .then_some(KVM_BOOT_LIMIT),
+            boot_limit: boot_limit(accel, plan.accel),
             total: plan.scenarios.len(),
         };
         let report = match attempt::run(command, &watch) {
@@ -284,7 +298,10 @@ fn failure(report: &attempt::Report, error: Option<frame::FrameError>) -> String
             "the time limit passed after {:.0} s and QEMU was stopped",
             report.elapsed.as_secs_f64()
         ),
-        Ending::NoBoot => "the guest did not start".to_string(),
+        Ending::NoBoot => format!(
+            "the guest's init had not started after {:.0} s and QEMU was stopped",
+            report.elapsed.as_secs_f64()
+        ),
         Ending::Exited(status) if report.booted_after.is_none() => {
             format!("QEMU exited ({status}) before the guest's init started")
         }
@@ -353,5 +370,42 @@ mod tests {
         );
         assert!(why.contains("no begin marker"), "{why}");
         assert!(why.ends_with("\n    PASS a (1 ms)"), "{why}");
+    }
+
+    #[test]
+    fn every_tcg_boot_and_a_kvm_boot_with_a_fallback_have_a_boot_limit() {
+        assert_eq!(
+            boot_limit(Accel::Tcg, AccelChoice::Auto),
+            Some(TCG_BOOT_LIMIT)
+        );
+        assert_eq!(
+            boot_limit(Accel::Tcg, AccelChoice::Tcg),
+            Some(TCG_BOOT_LIMIT)
+        );
+        assert_eq!(
+            boot_limit(Accel::Kvm, AccelChoice::Auto),
+            Some(KVM_BOOT_LIMIT)
+        );
+        assert_eq!(boot_limit(Accel::Kvm, AccelChoice::Kvm), None);
+    }
+
+    #[test]
+    fn a_boot_stopped_at_its_limit_says_so() {
+        let report = attempt::Report {
+            ending: Ending::NoBoot,
+            booted_after: None,
+            suite_after: None,
+            sending_after: None,
+            off_after: None,
+            run_summary: None,
+            elapsed: Duration::from_secs(120),
+            console_tail: Vec::new(),
+            qemu_errors: String::new(),
+        };
+        let why = failure(&report, None);
+        assert!(
+            why.starts_with("the guest's init had not started after 120 s and QEMU was stopped"),
+            "{why}"
+        );
     }
 }
