@@ -128,11 +128,15 @@ row() {
   printf ' %16s' "$@"
   echo
 }
+# $work/NAME: N copies of ci/bench/NAME.toml (NAME-001.toml ...).
+copies() {
+  mkdir -p "$work/$1"
+  for i in $(seq 1 "$n"); do cp "ci/bench/$1.toml" "$(printf '%s/%s/%s-%03d.toml' "$work" "$1" "$1" "$i")"; done
+}
 cpu_rows=()
 bench() {
   local name=$1 unshare=$2 kinds=$3 dir="$work/$1"
-  mkdir -p "$dir"
-  for i in $(seq 1 "$n"); do cp "ci/bench/$name.toml" "$(printf '%s/%s-%03d.toml' "$dir" "$name" "$i")"; done
+  copies "$name"
   local -A wall=() cpu=()
   local figure measured
   # Each round measures all five, one after the other, so that the machine's drift (see
@@ -177,8 +181,7 @@ if wanted scenarios; then
 fi
 
 if wanted suite; then
-  mkdir -p "$work/uts"
-  for i in $(seq 1 "$n"); do cp ci/bench/uts.toml "$(printf '%s/uts/uts-%03d.toml' "$work" "$i")"; done
+  copies uts
   peak=$( { /usr/bin/time -f %M "$bin" run -j 1 "$work/uts" >/dev/null; } 2>&1 | tail -1)
   echo "harness peak RSS (largest process of a run of $n uts scenarios): ${peak} KiB"
   count=$(find scenarios -name '*.toml' | wc -l)

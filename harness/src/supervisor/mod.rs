@@ -133,10 +133,10 @@ pub(crate) fn supervise(path: &Path, name: &str) -> Supervised {
 /// A warm supervisor: make a stand-in host on `machine` (read once for every scenario the
 /// process serves), then run the scenario the runner names on standard input (`input`).
 /// `None` (and nothing left behind) when the input ends or a signal comes first, or before
-/// a held scenario's turn. `first`: this process has not
-/// served a scenario yet, so it warms up its code first (a later one has it paged in), and
-/// it is in the scheduling the runner started it in; a later one goes to the background
-/// itself (as root) until the runner tells it.
+/// a held scenario's turn. `first`: this process has not served a scenario yet, so it warms
+/// up its code first (a later one has it paged in), and it is in the scheduling the runner
+/// started it in; a later one goes to the background itself (as root) until the runner
+/// tells it.
 pub(crate) fn serve_warm(
     first: bool,
     input: &mut Input,

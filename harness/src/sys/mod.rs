@@ -349,23 +349,7 @@ pub(crate) fn setdomainname(name: &str) -> nix::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{descriptor_gaps, scheduling_of, set_scheduling, Scheduling};
-    use nix::unistd::Pid;
-
-    #[test]
-    fn the_scheduling_of_this_thread_goes_there_and_back() {
-        // Per thread: only this test's thread changes, and it ends soon.
-        let this_thread = Pid::from_raw(0);
-        assert_eq!(scheduling_of(this_thread), Ok(Some(Scheduling::Normal)));
-        if !nix::unistd::geteuid().is_root() {
-            // Only root can come back to nice 0 and from SCHED_IDLE.
-            return;
-        }
-        for scheduling in [Scheduling::Background, Scheduling::Idle, Scheduling::Normal] {
-            set_scheduling(this_thread, scheduling).expect("set");
-            assert_eq!(scheduling_of(this_thread), Ok(Some(scheduling)));
-        }
-    }
+    use super::descriptor_gaps;
 
     #[test]
     fn gaps_skip_the_kept_descriptors_and_the_standard_ones() {
